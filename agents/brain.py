@@ -1,0 +1,102 @@
+"""The seam between a call and whatever speaks for the agent.
+
+A call drives its brain with a handful of non-blocking calls (caller audio in,
+commit, cancel, truncate, DTMF) and receives agent audio, transcripts and tool
+calls through a `BrainOutput` it hands over at start. Audio on both sides is
+8 kHz μ-law, the Twilio wire format, so a brain that speaks `audio/pcmu`
+(OpenAI Realtime) passes it through without transcoding; a leg with another
+format converts at its edge.
+
+Every method but `start` and `close` is synchronous and must return at once:
+they are called from the media clock's tick, which serves every call in the
+process. A brain that needs I/O queues the work onto its own task.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Role = Literal["caller", "agent"]
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What a brain may know about the call it serves."""
+
+    call_sid: str
+    from_number: str = ""
+    to_number: str = ""
+    direction: Literal["inbound", "outbound"] = "inbound"
+    caller_name: str | None = None
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+class BrainOutput(Protocol):
+    """Implemented by the call; the brain's only way to reach the caller."""
+
+    def agent_audio(self, item_id: str, ulaw: bytes) -> None:
+        """Queue agent speech (8 kHz μ-law, any length) for paced playout."""
+
+    def agent_audio_done(self, item_id: str) -> None:
+        """The response `item_id` has no more audio to come."""
+
+    def transcript(self, role: Role, text: str, item_id: str | None = None) -> None:
+        """A final transcript of a caller turn or an agent response."""
+
+    def caller_speech_started(self) -> None:
+        """The brain's own turn detection heard the caller (server VAD modes)."""
+
+    def end_call(self, reason: str) -> None:
+        """Hang up once the audio already queued has played out."""
+
+    def transfer_call(self, number: str) -> None:
+        """Hand the caller to a human at `number`."""
+
+    def send_dtmf(self, digits: str) -> None:
+        """Play DTMF tones to the far end (phone trees)."""
+
+    def brain_failed(self, error: str) -> None:
+        """The brain cannot go on; the call switches to the keyless brain."""
+
+
+class Brain(abc.ABC):
+    """One per call. Created unstarted; `start` connects and speaks first."""
+
+    kind: str = "abstract"
+
+    @abc.abstractmethod
+    async def start(self, context: CallContext, output: BrainOutput) -> None:
+        """Connect (bounded by a timeout) and begin the greeting."""
+
+    @abc.abstractmethod
+    def push_audio(self, ulaw: bytes) -> None:
+        """Caller audio, 8 kHz μ-law, as it arrives (every frame of the call)."""
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Our turn detection says the caller's turn ended: answer it."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Stop the response in progress (barge-in); produce no more audio for it."""
+
+    @abc.abstractmethod
+    def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """The caller heard only the first `audio_end_ms` of `item_id`.
+
+        `audio_end_ms` is never more than the audio the brain produced for the
+        item; 0 means nothing was heard and the item should be forgotten.
+        """
+
+    def dtmf(self, digit: str) -> None:  # noqa: B027 - optional hook
+        """A keypad digit from the caller."""
+
+    def tool_result(self, call_id: str, output: str) -> None:  # noqa: B027
+        """Result of a tool call the brain asked for (when the call runs tools)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; idempotent."""

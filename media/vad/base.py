@@ -1,0 +1,53 @@
+"""One interface for every VAD engine.
+
+Per call there is a `VadStream` holding that call's unprocessed caller audio
+(PCM16, 8 kHz) and model state. The process holds one engine; on each media
+clock tick `VadEngine.process` consumes every complete window of every stream
+it is given, in as few inferences as the engine allows (Silero: one batched
+inference per window position across all calls). Frames below the energy gate
+(`min_volume`) are decided as silence without inference.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+
+class VadStream(abc.ABC):
+    """A call's VAD state. `feed` is called per inbound frame; it only appends."""
+
+    # Samples (8 kHz) per decision window of this engine.
+    window_samples: int
+
+    @abc.abstractmethod
+    def feed(self, pcm16: bytes) -> None:
+        """Append caller PCM16 (8 kHz mono, little endian); bounded, oldest dropped."""
+
+    @abc.abstractmethod
+    def take_decisions(self) -> list[tuple[int, bool, float]]:
+        """Decisions made since the last call: (window_end_sample, is_speech, prob).
+
+        `window_end_sample` counts samples since the stream began, so the turn
+        machine can place each decision on the caller's audio timeline.
+        """
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget buffered audio and model state."""
+
+
+class VadEngine(abc.ABC):
+    name: str
+    window_samples: int
+
+    @abc.abstractmethod
+    def new_stream(self) -> VadStream: ...
+
+    @abc.abstractmethod
+    def process(self, streams: Sequence[VadStream]) -> int:
+        """Decide every complete window of `streams`; return inferences run."""
+
+    @abc.abstractmethod
+    def configure(self, threshold: float, min_volume: int) -> None:
+        """Apply new settings to the engine and all its streams (hot reload)."""
