@@ -36,7 +36,11 @@ class ScriptedSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class OpenAISettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """The OpenAI Realtime brain (its own issue); declared here so config is one file."""
+    """The OpenAI Realtime brain (agents/realtime); declared here so config is one file.
+
+    `temperature` is not a field of the GA session (the service rejects it), so
+    the Realtime brain does not send it; it stays for config compatibility.
+    """
 
     api_key: str = ""
     base_url: str = ""
@@ -46,3 +50,36 @@ class OpenAISettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     temperature: float = 0.8
     turn_detection: Literal["ours", "server_vad", "semantic_vad"] = "ours"
     connect_timeout_s: float = 5.0
+    # Input transcription model (caller transcripts for the call record).
+    transcription_model: str = "gpt-4o-mini-transcribe"
+    # What the agent opens the call with; empty: the model greets in its own words.
+    greeting: str = ""
+    # Human number transfer_call dials (E.164); empty: the tool is not offered.
+    transfer_number: str = ""
+    # Extra tools by dotted path, "package.module:function".
+    tools: tuple[str, ...] = ()
+    tool_timeout_s: float = 8.0
+    # A dropped socket must be restored within this, else the keyless brain takes over.
+    restore_within_s: float = 2.0
+    # Sessions are replaced after this long (the service ends them at 60 min).
+    session_rotate_s: float = 3300.0
+    # Conversation turns kept to restore context after a reconnect.
+    max_context_turns: int = 40
+    # Circuit breaker shared by all calls: this many failures within the window open it.
+    breaker_failures: int = 5
+    breaker_window_s: float = 60.0
+    breaker_cooldown_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.connect_timeout_s <= 60:
+            raise ValueError("connect_timeout_s must be in (0, 60]")
+        if not 0 < self.tool_timeout_s <= 300:
+            raise ValueError("tool_timeout_s must be in (0, 300]")
+        if not 0 < self.restore_within_s <= 30:
+            raise ValueError("restore_within_s must be in (0, 30]")
+        if not 60 <= self.session_rotate_s <= 3540:
+            raise ValueError("session_rotate_s must be between 60 and 3540")
+        if not 0 <= self.max_context_turns <= 500:
+            raise ValueError("max_context_turns must be between 0 and 500")
+        if self.breaker_failures < 1 or self.breaker_window_s <= 0 or self.breaker_cooldown_s <= 0:
+            raise ValueError("breaker_failures >= 1 and positive breaker window/cooldown required")

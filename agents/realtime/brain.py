@@ -1,0 +1,416 @@
+"""`RealtimeBrain`: the asyncio shell that moves bytes between the session core and OpenAI.
+
+All protocol decisions live in `protocol.RealtimeSession`; this module only
+opens sockets through the official SDK's GA client (`client.realtime.connect`),
+pumps messages, runs tool tasks and handles the socket's life:
+
+- connect bounded by `connect_timeout_s`; a failed start raises
+  `RealtimeUnavailable` (the call then starts on the keyless brain) and counts
+  against the process-wide circuit breaker;
+- a socket lost mid-call is reconnected with backoff and the conversation is
+  restored; if that does not succeed within `restore_within_s` (2 s) the call
+  is told `brain_failed` and switches to the keyless brain;
+- sessions are rotated before the service's 60-minute limit: a new socket is
+  opened beside the old one and swapped in at an idle moment (no response in
+  flight), so the caller hears nothing of it.
+
+Per call there is one connection task (it reads) with a writer child that
+wakes when the core has something to send, and a sleeping rotation child;
+`push_audio` is a plain method call that appends to a buffer and sets an
+event, never a task or a timer per frame. The SDK's `recv_bytes` is used so
+server events are decoded once, by msgspec, not into pydantic models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from openai import AsyncOpenAI, OpenAIError
+
+from agents.brain import Brain, BrainOutput, CallContext
+from agents.realtime import metrics
+from agents.realtime.breaker import CircuitBreaker, default_breaker
+from agents.realtime.protocol import RealtimeSession, RealtimeUsage, SessionConfig
+from agents.realtime.tools import ToolContext, ToolRegistry, ToolRunner, build_registry
+from agents.settings import OpenAISettings
+
+log = logging.getLogger("leadline.agents.realtime")
+
+# Largest server message accepted (an audio delta is a few KiB).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+_FAKE_KEY = "sk-leadline-dev"
+_clients: dict[tuple[str, str], AsyncOpenAI] = {}
+
+
+class RealtimeUnavailable(RuntimeError):
+    """The Realtime service could not be reached at call start."""
+
+
+def openai_client(settings: OpenAISettings) -> AsyncOpenAI:
+    """One SDK client per (key, base URL) for the whole process."""
+    key = (settings.api_key, settings.base_url)
+    client = _clients.get(key)
+    if client is None:
+        kwargs: dict[str, Any] = {"max_retries": 0}
+        base = settings.base_url.rstrip("/")
+        if base.startswith(("ws://", "wss://")):
+            kwargs["websocket_base_url"] = base
+        elif base:
+            kwargs["base_url"] = base
+        # A base URL without a key is a dev fake (LEADLINE_OPENAI_BASE_URL); the SDK
+        # insists on some key.
+        api_key = settings.api_key or (_FAKE_KEY if base else None)
+        client = _clients[key] = AsyncOpenAI(api_key=api_key, **kwargs)
+    return client
+
+
+def _closed_errors() -> tuple[type[BaseException], ...]:
+    from websockets.exceptions import ConnectionClosed
+
+    return (ConnectionClosed, OpenAIError, OSError)
+
+
+class _Dropped(Exception):
+    pass
+
+
+class RealtimeBrain(Brain):
+    """The OpenAI Realtime speech-to-speech brain of one call."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        settings: OpenAISettings,
+        *,
+        registry: ToolRegistry | None = None,
+        breaker: CircuitBreaker = default_breaker,
+        clock: Callable[[], float] = time.monotonic,
+        rotate_after_s: float | None = None,
+        client: AsyncOpenAI | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = (
+            registry
+            if registry is not None
+            else build_registry(settings.tools, transfer=bool(settings.transfer_number))
+        )
+        self.breaker = breaker
+        self._clock = clock
+        self._rotate_after_s = (
+            rotate_after_s if rotate_after_s is not None else settings.session_rotate_s
+        )
+        self._client = client
+        # Called with (item_id, monotonic time) when the first audio of a response
+        # arrives, so the call can measure first delta → frame sent (our share).
+        self.on_first_audio: Callable[[str, float], None] | None = None
+        self.session: RealtimeSession | None = None
+        self._output: BrainOutput | None = None
+        self._runner: ToolRunner | None = None
+        self._conn: Any = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._failed = False
+        self._call_sid = ""
+
+    # --- what the call reads -----------------------------------------------------
+
+    @property
+    def usage(self) -> RealtimeUsage:
+        return self.session.usage if self.session is not None else RealtimeUsage()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.session.counts) if self.session is not None else {}
+
+    @property
+    def last_first_audio_at(self) -> float | None:
+        return self.session.last_first_audio_at if self.session is not None else None
+
+    # --- Brain ------------------------------------------------------------------------
+
+    async def start(self, context: CallContext, output: BrainOutput) -> None:
+        if self.session is not None:
+            raise RuntimeError("brain already started")
+        self._call_sid = context.call_sid
+        self._output = output
+        config = SessionConfig.for_call(self.settings, context, self.registry.definitions())
+        session = RealtimeSession(
+            config, output, clock=self._clock, call_sid=context.call_sid,
+            on_first_audio=self._first_audio,
+        )
+        self.session = session
+        self._runner = ToolRunner(
+            self.registry,
+            ToolContext(
+                context, output, after_reply=session.after_reply,
+                transfer_number=self.settings.transfer_number,
+            ),
+            self._tool_report,
+            default_timeout_s=self.settings.tool_timeout_s,
+            call_sid=context.call_sid,
+        )
+        try:
+            conn = await self._connect(self.settings.connect_timeout_s)
+        except Exception as exc:
+            self.breaker.record_failure()
+            session.close()
+            raise RealtimeUnavailable(f"cannot reach the Realtime service: {exc!r}") from exc
+        self.breaker.record_success()
+        self._conn = conn
+        session.connection_made()
+        self._wake.set()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(conn), name=f"realtime:{context.call_sid}"
+        )
+
+    def push_audio(self, ulaw: bytes) -> None:
+        session = self.session
+        if session is not None and not self._closing:
+            session.push_audio(ulaw)
+            self._wake.set()
+
+    def commit(self) -> None:
+        if self.session is not None and not self._closing:
+            self.session.commit()
+            self._wake.set()
+
+    def cancel(self) -> None:
+        if self.session is not None and not self._closing:
+            self.session.cancel()
+            if self._runner is not None:
+                self._runner.cancel_interruptible()
+            self._wake.set()
+
+    def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        if self.session is not None and not self._closing:
+            self.session.truncate(item_id, audio_end_ms)
+            self._wake.set()
+
+    def dtmf(self, digit: str) -> None:
+        if self.session is not None and not self._closing:
+            self.session.dtmf(digit)
+            self._wake.set()
+
+    def tool_result(self, call_id: str, output: str) -> None:
+        self._tool_report(call_id, output, True)
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if self._runner is not None:
+            await self._runner.aclose()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._close_conn(conn)
+        if self.session is not None:
+            self.session.close()
+        self._wake.set()
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _first_audio(self, item_id: str, at: float) -> None:
+        hook = self.on_first_audio
+        if hook is not None:
+            try:
+                hook(item_id, at)
+            except Exception:
+                log.exception("on_first_audio hook failed", extra={"call_sid": self._call_sid})
+
+    def _tool_report(self, call_id: str, output: str, respond: bool) -> None:
+        if self.session is not None and not self._closing:
+            self.session.tool_output(call_id, output, respond)
+            self._wake.set()
+
+    async def _connect(self, timeout: float) -> Any:
+        client = self._client or openai_client(self.settings)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await client.realtime.connect(
+                    model=self.settings.model,
+                    websocket_connection_options={
+                        "max_size": MAX_MESSAGE_BYTES,
+                        "compression": None,
+                    },
+                ).enter()
+        except TimeoutError:
+            metrics.connects.labels("timeout").inc()
+            log.warning(
+                "realtime connect timed out after %.1f s", timeout,
+                extra={"call_sid": self._call_sid},
+            )
+            raise
+        except Exception as exc:
+            metrics.connects.labels("error").inc()
+            log.warning(
+                "realtime connect failed: %r", exc, extra={"call_sid": self._call_sid}
+            )
+            raise
+        metrics.connects.labels("ok").inc()
+        metrics.connect_seconds.observe(time.monotonic() - started)
+        return conn
+
+    async def _run(self, conn: Any) -> None:
+        """The connection task: read until the call ends, reconnecting or rotating as needed."""
+        session = self.session
+        assert session is not None
+        while not self._closing:
+            try:
+                await self._pump(conn)
+            except _Dropped as exc:
+                if self._closing:
+                    return
+                metrics.disconnects.inc()
+                log.warning(
+                    "realtime socket lost: %s; restoring", exc.__cause__ or exc,
+                    extra={"call_sid": self._call_sid},
+                )
+                session.connection_lost()
+                restored = await self._restore()
+                if restored is None:
+                    self._fail("the Realtime connection was lost and could not be restored")
+                    return
+                conn = restored
+                continue
+            # _pump returned: the connection was replaced by a rotation.
+            conn = self._conn
+
+    async def _pump(self, conn: Any) -> None:
+        loop = asyncio.get_running_loop()
+        writer = loop.create_task(self._writer(conn), name=f"realtime-writer:{self._call_sid}")
+        rotator = loop.create_task(self._rotator(conn), name=f"realtime-rotate:{self._call_sid}")
+        try:
+            await self._reader(conn)
+        finally:
+            writer.cancel()
+            rotator.cancel()
+            await asyncio.gather(writer, rotator, return_exceptions=True)
+
+    async def _reader(self, conn: Any) -> None:
+        session = self.session
+        runner = self._runner
+        assert session is not None and runner is not None
+        closed_errors = _closed_errors()
+        wake = self._wake
+        while True:
+            try:
+                data = await conn.recv_bytes()
+            except closed_errors as exc:
+                if self._conn is not conn or self._closing:
+                    return
+                raise _Dropped(str(exc)) from exc
+            if self._conn is not conn:
+                return  # a late message of a connection replaced by rotation
+            session.receive(data)
+            for call in session.take_tool_calls():
+                runner.start(call)
+            if session.has_data:
+                wake.set()
+
+    async def _writer(self, conn: Any) -> None:
+        session = self.session
+        assert session is not None
+        wake = self._wake
+        closed_errors = _closed_errors()
+        while True:
+            await wake.wait()
+            wake.clear()
+            if self._conn is not conn or self._closing:
+                return
+            try:
+                for message in session.data_to_send():
+                    await conn.send_raw(message)
+            except closed_errors:
+                return  # the reader sees the same closure and restores
+            except Exception:
+                log.exception("realtime send failed", extra={"call_sid": self._call_sid})
+                await self._close_conn(conn)
+                return
+
+    async def _rotator(self, conn: Any) -> None:
+        """Replace the session before the service's time limit, at an idle moment."""
+        session = self.session
+        runner = self._runner
+        assert session is not None and runner is not None
+        delay = self._rotate_after_s - (self._clock() - session.connected_at)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        new_conn = None
+        while new_conn is None:
+            try:
+                new_conn = await self._connect(self.settings.connect_timeout_s)
+            except Exception:
+                await asyncio.sleep(5.0)
+        try:
+            while not (session.is_idle and runner.running == 0):
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            await self._close_conn(new_conn)
+            raise
+        if self._conn is not conn or self._closing:
+            await self._close_conn(new_conn)
+            return
+        # Swap in one synchronous step: nothing else runs between these lines.
+        session.connection_lost()
+        self._conn = new_conn
+        session.connection_made()
+        self._wake.set()
+        metrics.rotations.inc()
+        log.info("realtime session rotated", extra={"call_sid": self._call_sid})
+        # Closing the old socket ends its reader, which returns to `_run`.
+        await asyncio.shield(self._close_conn(conn))
+
+    async def _restore(self) -> Any:
+        """Reconnect within `restore_within_s`, with backoff; None if that is not possible."""
+        session = self.session
+        assert session is not None
+        deadline = self._clock() + self.settings.restore_within_s
+        delay = 0.05
+        while not self._closing:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            try:
+                conn = await self._connect(min(self.settings.connect_timeout_s, remaining))
+            except Exception:
+                pause = min(delay, deadline - self._clock())
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                delay = min(delay * 2, 0.5)
+                continue
+            self._conn = conn
+            session.connection_made()
+            self._wake.set()
+            metrics.restores.labels("ok").inc()
+            log.info("realtime session restored", extra={"call_sid": self._call_sid})
+            return conn
+        metrics.restores.labels("failed").inc()
+        self.breaker.record_failure()
+        return None
+
+    def _fail(self, error: str) -> None:
+        if self._failed or self._closing:
+            return
+        self._failed = True
+        metrics.brain_failures.inc()
+        log.error("realtime brain failed: %s", error, extra={"call_sid": self._call_sid})
+        if self._output is not None:
+            self._output.brain_failed(error)
+
+    async def _close_conn(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await conn.close()

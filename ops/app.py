@@ -1,0 +1,171 @@
+"""Composition root: builds the shared parts once and wires the aiohttp app.
+
+Shared by every call in the process: one media clock, one VAD engine (batched),
+one media engine, the call manager, the metrics registry and the config. The
+config can be swapped at run time (hot reload); each layer reads its section
+through a callable, so live calls pick up new values without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from typing import Any
+
+import msgspec
+import psutil
+from aiohttp import web
+
+from agents.brain import Brain, CallContext
+from agents.scripted import ScriptedBrain, prerender
+from media.clock import MediaClock
+from media.engine import MediaEngine
+from media.vad import make_engine
+from ops import metrics
+from ops.config import Config
+from ops.reload import ConfigReloader
+from telephony.calls import CallManager
+from telephony.twilio.http import TwilioRoutes, TwilioStats
+
+log = logging.getLogger("leadline.app")
+_json = msgspec.json.Encoder()
+
+
+class Runtime:
+    """Everything one server process shares; built by `build_app`."""
+
+    def __init__(self, config: Config, config_path: str | None) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self._process = psutil.Process()
+        self.engine = MediaEngine(
+            make_engine(config.vad, max_buffer_samples=config.media.max_inbound_ms * 8),
+            config.vad,
+            config.media,
+            on_call_error=self._media_failed,
+        )
+        self.clock = MediaClock(on_tick=self.engine.tick)
+        self.calls = CallManager(self.engine, self._new_brain, self._fallback_brain,
+                                 config.server.max_calls)
+        self.twilio_stats = TwilioStats()
+        self.twilio = TwilioRoutes(lambda: self.config.twilio, self.calls, self.twilio_stats)
+        self.reloader = ConfigReloader(config_path, config, self._apply,
+                                       config.server.reload_poll_s)
+        self.registry = metrics.make_registry(self)
+
+    # -- brains --------------------------------------------------------------------
+
+    def _new_brain(self, context: CallContext) -> Brain:
+        return ScriptedBrain(self.config.scripted)
+
+    def _fallback_brain(self, context: CallContext) -> Brain:
+        return ScriptedBrain(self.config.scripted, fallback=True)
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def _media_failed(self, media: Any, exc: Exception) -> None:
+        media.sink.failed(exc)
+
+    def _apply(self, old: Config, new: Config) -> None:
+        """Hot reload: new values reach live calls; nothing is dropped."""
+        self.config = new
+        if self.engine.update_settings(new.vad, new.media):
+            self.engine.replace_vad_engine(
+                make_engine(new.vad, max_buffer_samples=new.media.max_inbound_ms * 8)
+            )
+        self.calls.max_calls = new.server.max_calls
+        if new.scripted != old.scripted:
+            self._pending_prerender = new.scripted
+
+    async def start(self, app: web.Application) -> None:
+        await prerender(self.config.scripted)
+        self.clock.start()
+        self.reloader.start()
+        log.info("leadline started", extra={
+            "port": self.config.server.port, "brain": self.config.brain_kind,
+            "vad": self.config.vad.engine,
+            "signature_validation": self.config.twilio.validate_signatures,
+        })
+
+    async def stop(self, app: web.Application) -> None:
+        for call in list(self.calls.active.values()):
+            call.leg.hang_up("server shutting down")
+            await self.calls.close(call, "server shutting down")
+        await self.reloader.stop()
+        await self.clock.stop()
+
+    # -- views ---------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        cfg = self.config
+        rss = self._process.memory_info().rss
+        active = len(self.calls.active)
+        cpu = self._process.cpu_times()
+        p50, p99 = self.clock.lag_percentiles()
+        last = self.reloader.last
+        degraded = last is not None and not last.ok
+        return {
+            "status": "degraded" if degraded else "ok",
+            "environment": cfg.server.environment,
+            "uptimeSeconds": round(time.time() - self.started_at, 3),
+            "memory": {
+                "rss": rss,
+                "heapUsed": rss,
+                "maxRss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "rssPerCall": rss // active if active else None,
+            },
+            "process": {"pid": os.getpid(), "cpuSeconds": round(cpu.user + cpu.system, 3)},
+            "sessions": {
+                "activeVoiceSessions": active,
+                "totalActiveSessions": active,
+                "averageSessionDuration": round(self.calls.average_duration_s(), 3),
+                "callsStarted": self.calls.started,
+                "callsEnded": self.calls.ended,
+            },
+            "redis": {"configured": bool(cfg.sessions.redis_url), "connected": False},
+            "brain": {"kind": cfg.brain_kind},
+            "security": {"signatureValidation": cfg.twilio.validate_signatures},
+            "media": {
+                "vadEngine": self.engine.vad_engine.name,
+                "ticks": self.engine.ticks,
+                "tickLagMs": {"p50": round(p50, 3), "p99": round(p99, 3)},
+                "framesIn": self.engine.frames_in,
+                "framesOut": self.engine.frames_out,
+                "bargeIns": self.engine.barge_ins,
+                "endOfTurns": self.engine.end_of_turns,
+                "underruns": self.engine.underruns,
+                "vadInferences": self.engine.vad_inferences,
+            },
+            "config": {
+                "path": self.reloader.path,
+                "lastReload": last.as_dict() if last else None,
+                "vad": msgspec.to_builtins(cfg.vad),
+            },
+        }
+
+
+async def _health(request: web.Request) -> web.Response:
+    runtime: Runtime = request.app["runtime"]
+    body = runtime.health()
+    return web.Response(body=_json.encode(body), content_type="application/json",
+                        status=200)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    runtime: Runtime = request.app["runtime"]
+    return web.Response(body=metrics.exposition(runtime.registry),
+                        content_type="text/plain", charset="utf-8")
+
+
+def build_app(config: Config, config_path: str | None = None) -> web.Application:
+    runtime = Runtime(config, config_path)
+    app = web.Application(client_max_size=256 * 1024)
+    app["runtime"] = runtime
+    app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
+    runtime.twilio.add_to(app)
+    app.on_startup.append(runtime.start)
+    app.on_shutdown.append(runtime.stop)
+    return app

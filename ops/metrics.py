@@ -1,0 +1,135 @@
+"""Prometheus exposition. The hot path keeps plain ints; this collector reads them at scrape.
+
+Metric objects are never touched per frame: the media engine, the Twilio
+routes and the call manager count in attributes, and `RuntimeCollector`
+turns them into families when /metrics is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import REGISTRY, Collector
+
+if TYPE_CHECKING:
+    from ops.app import Runtime
+
+
+def _summary(name: str, doc: str, values: list[float], scale: float = 1.0) -> SummaryMetricFamily:
+    """Recent-window summary (bounded ring): count/sum plus p50/p99 as gauges elsewhere."""
+    fam = SummaryMetricFamily(name, doc)
+    fam.add_metric([], len(values), sum(values) * scale)
+    return fam
+
+
+def _quantiles(name: str, doc: str, values: list[float], scale: float = 1.0) -> GaugeMetricFamily:
+    fam = GaugeMetricFamily(name, doc, labels=["quantile"])
+    if values:
+        ordered = sorted(values)
+        for q in (0.5, 0.95, 0.99):
+            idx = min(len(ordered) - 1, int(q * len(ordered)))
+            fam.add_metric([str(q)], ordered[idx] * scale)
+    return fam
+
+
+class RuntimeCollector(Collector):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[object]:
+        rt = self.runtime
+        engine = rt.engine
+        calls = rt.calls
+        tw = rt.twilio_stats
+
+        yield GaugeMetricFamily("leadline_active_calls", "Calls in progress",
+                                value=len(calls.active))
+        c = CounterMetricFamily("leadline_calls", "Calls ended, by reason", labels=["reason"])
+        for reason, n in calls.end_reasons.items():
+            c.add_metric([reason], n)
+        yield c
+        yield CounterMetricFamily("leadline_calls_started", "Calls started",
+                                  value=calls.started)
+        yield CounterMetricFamily("leadline_frames_in", "Caller audio frames received",
+                                  value=engine.frames_in)
+        yield CounterMetricFamily("leadline_frames_out", "Agent audio frames sent",
+                                  value=engine.frames_out)
+        yield CounterMetricFamily("leadline_barge_ins", "Caller interruptions of the agent",
+                                  value=engine.barge_ins)
+        yield CounterMetricFamily("leadline_end_of_turns", "Caller turns committed",
+                                  value=engine.end_of_turns)
+        yield CounterMetricFamily("leadline_playout_underruns",
+                                  "Ticks where an open agent response had no audio ready",
+                                  value=engine.underruns)
+        yield CounterMetricFamily("leadline_media_call_errors",
+                                  "Calls whose media failed and were removed",
+                                  value=engine.call_errors)
+        yield CounterMetricFamily("leadline_vad_batches", "VAD batches run (one per tick)",
+                                  value=engine.vad_batches)
+        yield CounterMetricFamily("leadline_vad_errors", "VAD batches that failed",
+                                  value=engine.vad_errors)
+        vad = engine.vad_engine
+        inferences = getattr(vad, "inferences", engine.vad_inferences)
+        items = getattr(vad, "batch_items", None)
+        yield CounterMetricFamily("leadline_vad_inferences", "Model inferences run",
+                                  value=inferences)
+        if items is not None:
+            yield CounterMetricFamily("leadline_vad_batch_items",
+                                      "Windows decided by batched inference (sum of batch sizes)",
+                                      value=items)
+        seconds = getattr(vad, "inference_seconds", None)
+        if seconds is not None:
+            yield CounterMetricFamily("leadline_vad_inference_seconds",
+                                      "Time spent in VAD inference", value=seconds)
+        tick_values = engine.tick_seconds.values()
+        yield _summary("leadline_frame_processing_seconds",
+                       "Media tick processing time (all calls, one 20 ms frame each), recent",
+                       tick_values)
+        yield _quantiles("leadline_frame_processing_seconds_recent",
+                         "Media tick processing time quantiles, recent window", tick_values)
+        lag = rt.clock.lag_samples()
+        yield _quantiles("leadline_frame_lag_seconds",
+                         "Media clock tick lag (late start of a 20 ms frame), recent",
+                         lag, 0.001)
+        yield _quantiles("leadline_end_of_turn_latency_seconds",
+                         "End-of-turn commit latency beyond the configured silence, recent",
+                         engine.end_of_turn_latency_ms.values(), 0.001)
+        yield _quantiles("leadline_barge_in_latency_seconds",
+                         "Speech onset to barge-in decision, recent",
+                         engine.barge_in_latency_ms.values(), 0.001)
+        pe = CounterMetricFamily("leadline_protocol_errors",
+                                 "Media Streams protocol errors, by kind", labels=["kind"])
+        for kind, n in tw.protocol_errors.items():
+            pe.add_metric([kind], n)
+        yield pe
+        yield CounterMetricFamily("leadline_forged_signatures",
+                                  "Requests rejected for a bad X-Twilio-Signature",
+                                  value=tw.forged_signatures)
+        yield CounterMetricFamily("leadline_slow_peers",
+                                  "Calls dropped because the peer stopped reading",
+                                  value=tw.slow_peers)
+        yield CounterMetricFamily("leadline_calls_rejected_busy",
+                                  "Calls refused at max_calls", value=tw.rejected_busy)
+        reload = CounterMetricFamily("leadline_config_reloads", "Config reloads, by result",
+                                     labels=["result"])
+        reload.add_metric(["ok"], rt.reloader.reloads_ok)
+        reload.add_metric(["failed"], rt.reloader.reloads_failed)
+        yield reload
+
+
+def make_registry(runtime: Runtime) -> CollectorRegistry:
+    """Our collector plus the default registry (process metrics, library metrics)."""
+    registry = CollectorRegistry()
+    registry.register(RuntimeCollector(runtime))
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry) + generate_latest(REGISTRY)

@@ -1,0 +1,102 @@
+"""The process's live calls: creation, the shared engine, bookkeeping for /health."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from agents.brain import Brain, CallContext, Role
+from telephony.call import Call, Leg
+
+log = logging.getLogger("leadline.calls")
+
+BrainFactory = Callable[[CallContext], Brain]
+
+
+class CallManager:
+    """Creates calls, attaches them to the media engine, remembers how they went.
+
+    Transcripts, transfers and DTMF go to callables handed down by the
+    composition root, so telephony never imports the store or ops.
+    """
+
+    def __init__(self, engine: Any, brain_factory: BrainFactory,
+                 fallback_factory: BrainFactory, max_calls: int) -> None:
+        self.engine = engine
+        self.brain_factory = brain_factory
+        self.fallback_factory = fallback_factory
+        self.max_calls = max_calls
+        self.active: dict[str, Call] = {}
+        self.started = 0
+        self.ended = 0
+        self.rejected = 0
+        self._durations: deque[float] = deque(maxlen=1000)
+        self.end_reasons: dict[str, int] = {}
+        self.transcript_sink: Callable[[Call, Role, str], None] | None = None
+        self.transfer_handler: Callable[[Call, str], None] | None = None
+        self.dtmf_handler: Callable[[Call, str], None] | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self.active) >= self.max_calls
+
+    def open(self, context: CallContext, leg: Leg) -> Call:
+        brain = self.brain_factory(context)
+        call = Call(context, leg, brain, self)
+        call.media = self.engine.add_call(call)
+        # Twilio may reuse nothing, but a replayed start must not leak the old call.
+        old = self.active.pop(context.call_sid, None)
+        if old is not None:
+            log.warning("duplicate call sid; replacing", extra={"call_sid": context.call_sid})
+        self.active[context.call_sid] = call
+        self.started += 1
+        call.spawn(call.start_brain(), "brain-start")
+        log.info("call started", extra={"call_sid": context.call_sid, "brain": brain.kind,
+                                        "from": context.from_number, "to": context.to_number})
+        return call
+
+    async def close(self, call: Call, reason: str) -> None:
+        if call.ended_at is not None:
+            return
+        if self.active.get(call.call_sid) is call:
+            del self.active[call.call_sid]
+        if call.media is not None:
+            self.engine.remove_call(call.media)
+        await call.close(reason)
+        self.ended += 1
+        self._durations.append(call.duration_s)
+        self.end_reasons[reason] = self.end_reasons.get(reason, 0) + 1
+        log.info("call ended", extra={"call_sid": call.call_sid, "reason": reason,
+                                      "duration_s": round(call.duration_s, 3)})
+
+    def average_duration_s(self) -> float:
+        durations = list(self._durations)
+        now = time.monotonic()
+        durations += [now - c.started_at for c in self.active.values()]
+        return sum(durations) / len(durations) if durations else 0.0
+
+    # -- CallHooks ----------------------------------------------------------------
+
+    def on_transcript(self, call: Call, role: Role, text: str) -> None:
+        if self.transcript_sink is not None:
+            self.transcript_sink(call, role, text)
+
+    def on_transfer(self, call: Call, number: str) -> None:
+        if self.transfer_handler is None:
+            log.warning("transfer requested but no Twilio REST credentials configured",
+                        extra={"call_sid": call.call_sid})
+            return
+        self.transfer_handler(call, number)
+
+    def on_send_dtmf(self, call: Call, digits: str) -> None:
+        if self.dtmf_handler is None:
+            log.warning("send_dtmf requested but not available",
+                        extra={"call_sid": call.call_sid})
+            return
+        self.dtmf_handler(call, digits)
+
+    def fallback_brain(self, call: Call) -> Brain:
+        return self.fallback_factory(call.context)
