@@ -153,8 +153,13 @@ class CallMedia:
     def receive(self, ulaw_frame: bytes) -> None:
         """Caller audio as it arrives (any length, usually 160 bytes)."""
         n = len(ulaw_frame)
-        if self._pending + n > self._max_pending or not n or self._closed:
+        if self._pending + n > self._max_pending or self._closed:
+            # A burst beyond max_inbound_ms before the next tick (or a late
+            # frame of a removed call): drop it, VAD lags no further.
             self.frames_dropped_in += 1
+            self._engine.frames_dropped_in += 1
+            return
+        if not n:
             return
         self._pending += n
         self._fed += n
@@ -232,6 +237,7 @@ class CallMedia:
             self._got_audio = False
             self._pending = 0
             self.frames_in += self._tick_frames_in
+            self._engine.frames_in += self._tick_frames_in
             self._tick_frames_in = 0
             decisions = self._stream.take_decisions()
             if decisions:
@@ -331,6 +337,7 @@ class MediaEngine:
         vad_engine.configure(vad_settings.threshold, vad_settings.min_volume)
         # Counters (monotonic; read by the metrics collector).
         self.frames_in = 0
+        self.frames_dropped_in = 0
         self.frames_out = 0
         self.barge_ins = 0
         self.end_of_turns = 0

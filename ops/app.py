@@ -30,6 +30,7 @@ from telephony.calls import CallManager
 from telephony.twilio.http import TwilioRoutes, TwilioStats
 
 log = logging.getLogger("leadline.app")
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", "Runtime")  # type: ignore[name-defined]
 _json = msgspec.json.Encoder()
 
 
@@ -49,6 +50,10 @@ class Runtime:
         self.clock = MediaClock(on_tick=self.engine.tick)
         self.calls = CallManager(self.engine, self._new_brain, self._fallback_brain,
                                  config.server.max_calls)
+        self.calls.recording_dir = (
+            lambda: self.config.recording.directory if self.config.recording.enabled else None
+        )
+        self.clock.register(self.calls.tick_recorders)
         self.twilio_stats = TwilioStats()
         self.twilio = TwilioRoutes(lambda: self.config.twilio, self.calls, self.twilio_stats)
         self.reloader = ConfigReloader(config_path, config, self._apply,
@@ -147,14 +152,14 @@ class Runtime:
 
 
 async def _health(request: web.Request) -> web.Response:
-    runtime: Runtime = request.app["runtime"]
+    runtime: Runtime = request.app[RUNTIME]
     body = runtime.health()
     return web.Response(body=_json.encode(body), content_type="application/json",
                         status=200)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    runtime: Runtime = request.app["runtime"]
+    runtime: Runtime = request.app[RUNTIME]
     return web.Response(body=metrics.exposition(runtime.registry),
                         content_type="text/plain", charset="utf-8")
 
@@ -162,7 +167,7 @@ async def _metrics(request: web.Request) -> web.Response:
 def build_app(config: Config, config_path: str | None = None) -> web.Application:
     runtime = Runtime(config, config_path)
     app = web.Application(client_max_size=256 * 1024)
-    app["runtime"] = runtime
+    app[RUNTIME] = runtime
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     runtime.twilio.add_to(app)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agents.brain import Brain, BrainOutput, CallContext, Role
+from media.recording import CallRecorder
 
 log = logging.getLogger("leadline.call")
 
@@ -58,6 +59,7 @@ class Call(BrainOutput):
         self._tasks: set[asyncio.Task[None]] = set()
         self.transcript_tail: list[tuple[Role, str]] = []
         self.send_failures = 0
+        self.recorder: CallRecorder | None = None
 
     @property
     def call_sid(self) -> str:
@@ -90,6 +92,8 @@ class Call(BrainOutput):
         """Hot path: one inbound frame of caller audio."""
         self.media.receive(ulaw)  # type: ignore[union-attr]
         self.brain.push_audio(ulaw)
+        if self.recorder is not None:
+            self.recorder.caller(ulaw)
 
     def caller_dtmf(self, digit: str) -> None:
         self.brain.dtmf(digit)
@@ -102,6 +106,8 @@ class Call(BrainOutput):
     def send_media(self, frame: bytes) -> None:
         if not self.leg.send_media(frame):
             self.send_failures += 1
+        if self.recorder is not None:
+            self.recorder.agent(frame)
 
     def send_mark(self, name: str) -> None:
         self.leg.send_mark(name)
@@ -188,6 +194,8 @@ class Call(BrainOutput):
             task.cancel()
         with contextlib.suppress(Exception):
             await self.brain.close()
+        if self.recorder is not None:
+            self.recorder.close()
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task

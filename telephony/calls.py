@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from agents.brain import Brain, CallContext, Role
+from media.recording import CallRecorder
 from telephony.call import Call, Leg
 
 log = logging.getLogger("leadline.calls")
@@ -38,6 +41,9 @@ class CallManager:
         self.transcript_sink: Callable[[Call, Role, str], None] | None = None
         self.transfer_handler: Callable[[Call, str], None] | None = None
         self.dtmf_handler: Callable[[Call, str], None] | None = None
+        # Directory for call recordings, or None when recording is off (read per call).
+        self.recording_dir: Callable[[], str | None] = lambda: None
+        self.recording: set[Call] = set()
 
     @property
     def full(self) -> bool:
@@ -53,6 +59,11 @@ class CallManager:
             log.warning("duplicate call sid; replacing", extra={"call_sid": context.call_sid})
         self.active[context.call_sid] = call
         self.started += 1
+        directory = self.recording_dir()
+        if directory:
+            safe = re.sub(r"[^A-Za-z0-9_-]", "_", context.call_sid) or "call"
+            call.recorder = CallRecorder(os.path.join(directory, f"{safe}.wav"))
+            self.recording.add(call)
         call.spawn(call.start_brain(), "brain-start")
         log.info("call started", extra={"call_sid": context.call_sid, "brain": brain.kind,
                                         "from": context.from_number, "to": context.to_number})
@@ -65,12 +76,19 @@ class CallManager:
             del self.active[call.call_sid]
         if call.media is not None:
             self.engine.remove_call(call.media)
+        self.recording.discard(call)
         await call.close(reason)
         self.ended += 1
         self._durations.append(call.duration_s)
         self.end_reasons[reason] = self.end_reasons.get(reason, 0) + 1
         log.info("call ended", extra={"call_sid": call.call_sid, "reason": reason,
                                       "duration_s": round(call.duration_s, 3)})
+
+    def tick_recorders(self, now_ms: float, frames_due: int) -> None:
+        """Media clock callback: keeps each recording's two tracks on the call's timeline."""
+        for call in self.recording:
+            for _ in range(frames_due):
+                call.recorder.tick()  # type: ignore[union-attr]
 
     def average_duration_s(self) -> float:
         durations = list(self._durations)

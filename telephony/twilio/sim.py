@@ -72,6 +72,9 @@ class SimOptions:
     hangup_after_s: float = 60.0  # longest call
     wait_for_agent_s: float = 5.0  # how long to wait for the agent to start talking
     json_events: bool = False  # print timeline events as JSON lines as they happen
+    # Talk over the greeting this many seconds after it starts (barge-in), instead
+    # of waiting for the agent to finish; None = wait politely.
+    barge_in_after_s: float | None = None
     # The URL Twilio would have POSTed to, which is what it signs; "" = url.
     public_url: str = ""
     voice_path: str = "/twilio/voice"
@@ -284,6 +287,7 @@ class _Call:
         self.side: TwilioSide | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.hanging_up = False
+        self.agent_started_at: float | None = None
 
     # -- timeline ------------------------------------------------------------
 
@@ -433,6 +437,8 @@ class _Call:
             if phase == "greeting":
                 idle = playout.idle_for(now)
                 greeted = playout.responses > 0 and idle >= o.quiet_s
+                if o.barge_in_after_s is not None and self.agent_started_at is not None:
+                    greeted = now - self.agent_started_at >= o.barge_in_after_s
                 if greeted or (playout.responses == 0 and now >= o.wait_for_agent_s):
                     phase, phase_since = "speaking", now
             if phase == "speaking" and pos >= len(audio):
@@ -484,6 +490,8 @@ class _Call:
                 due, kind = playout.media(now, m.audio)
                 await self.echo_marks(due)
                 if kind == "response_start":
+                    if self.agent_started_at is None:
+                        self.agent_started_at = now
                     self.event("agent_audio_start")
                 elif kind == "underrun":
                     self.event("underrun")

@@ -296,7 +296,7 @@ class StreamProtocol:
             or self.error_total >= self._error_budget
         ):
             self.fatal = True
-        return ProtocolError(kind, detail, self.fatal)
+        return ProtocolError(kind, detail[:200], self.fatal)
 
     def _classify(self, data: bytes | str, exc: msgspec.DecodeError) -> ProtocolError:
         """Slow path: tell malformed JSON from an unknown event from bad fields."""

@@ -179,7 +179,12 @@ def test_new_item_finishes_the_previous_one(speech: bytes) -> None:
     p.push("b", speech[:320])
     p.finish("b")
     out = drain(p)
-    assert [f for f, _ in out] == [speech[:160], speech[160:200] + b"\xff" * 120, speech[:160], speech[160:320]]
+    assert [f for f, _ in out] == [
+        speech[:160],
+        speech[160:200] + b"\xff" * 120,
+        speech[:160],
+        speech[160:320],
+    ]
     assert [m for _, m in out] == [None, "a:25", None, "b:40"]
     assert p.current_item == "a"
     p.on_mark("a:25")
@@ -240,7 +245,9 @@ def test_compaction_keeps_long_streams_correct(speech: bytes) -> None:
 def operations(draw: st.DrawFn) -> list[tuple]:
     ops = []
     for _ in range(draw(st.integers(1, 80))):
-        kind = draw(st.sampled_from(["push", "push", "finish", "tick", "tick", "mark", "forge", "clear"]))
+        kind = draw(
+            st.sampled_from(["push", "push", "finish", "tick", "tick", "mark", "forge", "clear"])
+        )
         if kind == "push":
             ops.append(("push", draw(st.sampled_from("abc")), draw(st.integers(1, 3000))))
         elif kind == "finish":
@@ -299,3 +306,17 @@ def test_silent_frame_constant_matches_padding() -> None:
     p.push("a", b"\xff")
     p.finish("a")
     assert p.frames_due(1) == [(SILENT_FRAME, "a:0")]
+
+
+def test_item_memory_is_bounded_over_a_long_call(speech: bytes) -> None:
+    p = Playout(SETTINGS)
+    for i in range(500):
+        p.push(f"r{i}", speech[:800])
+        p.finish(f"r{i}")
+        for _, mark in drain(p):
+            if mark:
+                p.on_mark(mark)
+        assert p.idle
+    assert len(p._items) <= 64
+    # A recent item is still recognised: its late audio is discarded.
+    assert p.push("r499", speech[:160]) == 0

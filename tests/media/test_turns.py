@@ -104,14 +104,14 @@ def test_short_gaps_are_tolerated_long_ones_restart_the_run() -> None:
     tm = TurnMachine(SETTINGS)
     tm.agent_started(0.0)
     # One or two silent windows (≤ 40 ms) inside the run: speech still adds up.
-    actions, t = feed(tm, 0.0, "SS_SS__S")
+    actions, _ = feed(tm, 0.0, "SS_SS__S")
     assert [type(a) for a in actions] == [BargeIn]
     assert actions[0].onset_ms == 0.0 and actions[0].speech_ms == 100.0
 
     tm = TurnMachine(SETTINGS)
     tm.agent_started(0.0)
     # A 60 ms gap splits the speech into two runs of 80 ms: no barge-in.
-    actions, t = feed(tm, 0.0, "SSSS___SSSS")
+    actions, _ = feed(tm, 0.0, "SSSS___SSSS")
     assert actions == []
     assert tm.run_speech_ms == 80.0
 

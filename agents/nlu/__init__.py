@@ -1,0 +1,1 @@
+"""Small, local language understanding over caller transcripts (no model, no network)."""
