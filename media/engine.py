@@ -348,7 +348,9 @@ class MediaEngine:
         self.vad_errors = 0
         self.call_errors = 0
         self.ticks = 0
-        # Recent samples, bounded.
+        # Recent samples, bounded. End of turn: end of the last speech window →
+        # decision (EndOfTurn.silence_ms, so stop_ms included). Barge-in: speech
+        # onset → decision.
         self.end_of_turn_latency_ms = SampleRing(sample_window)
         self.barge_in_latency_ms = SampleRing(sample_window)
         self.tick_seconds = SampleRing(sample_window)

@@ -89,6 +89,7 @@ class RuntimeCollector(Collector):
             yield CounterMetricFamily("leadline_vad_inference_seconds",
                                       "Time spent in VAD inference", value=seconds)
         tick_values = engine.tick_seconds.values()
+        stop_ms = rt.config.vad.stop_ms
         yield _summary("leadline_frame_processing_seconds",
                        "Media tick processing time (all calls, one 20 ms frame each), recent",
                        tick_values)
@@ -100,7 +101,7 @@ class RuntimeCollector(Collector):
                          lag, 0.001)
         yield _quantiles("leadline_end_of_turn_latency_seconds",
                          "End-of-turn commit latency beyond the configured silence, recent",
-                         engine.end_of_turn_latency_ms.values(), 0.001)
+                         [v - stop_ms for v in engine.end_of_turn_latency_ms.values()], 0.001)
         yield _quantiles("leadline_barge_in_latency_seconds",
                          "Speech onset to barge-in decision, recent",
                          engine.barge_in_latency_ms.values(), 0.001)

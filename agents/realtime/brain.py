@@ -234,11 +234,11 @@ class RealtimeBrain(Brain):
             self.session.tool_output(call_id, output, respond)
             self._wake.set()
 
-    async def _connect(self, timeout: float) -> Any:
+    async def _connect(self, limit_s: float) -> Any:
         client = self._client or openai_client(self.settings)
         started = time.monotonic()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit_s):
                 conn = await client.realtime.connect(
                     model=self.settings.model,
                     websocket_connection_options={
@@ -249,7 +249,7 @@ class RealtimeBrain(Brain):
         except TimeoutError:
             metrics.connects.labels("timeout").inc()
             log.warning(
-                "realtime connect timed out after %.1f s", timeout,
+                "realtime connect timed out after %.1f s", limit_s,
                 extra={"call_sid": self._call_sid},
             )
             raise
@@ -327,9 +327,9 @@ class RealtimeBrain(Brain):
         closed_errors = _closed_errors()
         while True:
             await wake.wait()
-            wake.clear()
             if self._conn is not conn or self._closing:
-                return
+                return  # leave the event set for the writer of the new connection
+            wake.clear()
             try:
                 for message in session.data_to_send():
                     await conn.send_raw(message)
@@ -355,7 +355,8 @@ class RealtimeBrain(Brain):
             except Exception:
                 await asyncio.sleep(5.0)
         try:
-            while not (session.is_idle and runner.running == 0):
+            # Polled at 20 Hz only inside the rotation window, once an hour.
+            while not (session.is_idle and runner.running == 0):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         except asyncio.CancelledError:
             await self._close_conn(new_conn)

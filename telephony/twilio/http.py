@@ -55,7 +55,11 @@ class MediaStreamLeg:
         self._closing = False
 
     def send_media(self, ulaw_frame: bytes) -> bool:
-        return self.writer.send(self.outbound.media(ulaw_frame))
+        if self.writer.send(self.outbound.media(ulaw_frame)):
+            return True
+        if self.writer.overflowed:  # the peer stopped reading: its call only
+            self.hang_up("slow peer")
+        return False
 
     def send_mark(self, name: str) -> bool:
         return self.writer.send(self.outbound.mark(name))
@@ -220,16 +224,16 @@ class TwilioRoutes:
                     reason = "caller hung up"
                     break
                 if writer.overflowed:
-                    self.stats.slow_peers += 1
-                    reason = "slow peer"
-                    log.warning(
-                        "peer stopped reading; dropping call", extra={"call_sid": protocol.call_sid}
-                    )
                     break
         except Exception:
             reason = "handler error"
             log.exception("media stream handler failed", extra={"call_sid": protocol.call_sid})
         finally:
+            if writer.overflowed:
+                self.stats.slow_peers += 1
+                reason = "slow peer"
+                log.warning("peer stopped reading; dropping call",
+                            extra={"call_sid": protocol.call_sid})
             if call is not None:
                 await self.calls.close(call, call.hangup_reason or reason)
             if not ws.closed:

@@ -17,8 +17,8 @@ def _events(result, name):
     return [e for e in result.timeline if e["event"] == name]
 
 
-async def _wait_closed(server, timeout=5.0):
-    for _ in range(int(timeout / 0.05)):
+async def _wait_closed(server, limit_s=5.0):
+    for _ in range(int(limit_s / 0.05)):
         if not server.runtime.calls.active:
             return
         await asyncio.sleep(0.05)

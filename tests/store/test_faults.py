@@ -1,0 +1,126 @@
+"""Faults: PostgreSQL unreachable, SQLite unwritable or full, a schema from the future."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from store.database import open_database, redact_url
+from store.errors import SchemaTooNew, StoreError, StoreUnavailable, StoreWriteError
+from store.models import Turn, utcnow
+from store.sqlite import SqliteDatabase
+from tests.store.conftest import PG_URL, pg_schema
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_postgres_unreachable_is_a_clear_error_naming_the_host() -> None:
+    port = closed_port()
+    url = f"postgresql://leadline:s3cret@127.0.0.1:{port}/calls"
+    with pytest.raises(StoreUnavailable) as info:
+        await open_database(url, connect_timeout_s=2)
+    message = str(info.value)
+    assert f"127.0.0.1:{port}/calls" in message
+    assert "s3cret" not in message
+
+
+async def test_postgres_unknown_database_is_unavailable_too() -> None:
+    base = PG_URL.rsplit("/", 1)[0]
+    with pytest.raises(StoreUnavailable, match="no_such_db_leadline"):
+        await open_database(f"{base}/no_such_db_leadline", connect_timeout_s=2)
+
+
+def test_unsupported_url_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="sqlite:///"):
+        asyncio.run(open_database("mysql://root:pw@db/x"))
+
+
+def test_redact_url_hides_only_the_password() -> None:
+    assert redact_url("postgresql://u:pw@h:1/d") == "postgresql://u:***@h:1/d"
+    assert redact_url("sqlite:///./data/x.db") == "sqlite:///./data/x.db"
+
+
+async def test_sqlite_directory_that_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreUnavailable, match="store.db"):
+        await open_database(f"sqlite:///{blocker}/sub/store.db")
+
+
+async def test_sqlite_file_that_is_not_a_database(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.db"
+    bogus.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="bogus.db"):
+        await open_database(f"sqlite:///{bogus}")
+
+
+async def test_sqlite_disk_full_is_reported_counted_and_recoverable(tmp_path: Path) -> None:
+    db = await open_database(f"sqlite:///{tmp_path}/full.db")
+    assert isinstance(db, SqliteDatabase)
+    try:
+        await db.set_caller_name("+14155552671", "Maria")
+        # The file may not grow any more: SQLite reports SQLITE_FULL exactly as for a full disk.
+        pages = (await db._writer.execute_fetchall("PRAGMA page_count"))[0][0]
+        await db._writer.execute(f"PRAGMA max_page_count = {pages}")
+        now = utcnow()
+        big = [Turn("CA1", i, "caller", "x" * 2000, now) for i in range(200)]
+        with pytest.raises(StoreWriteError, match="full"):
+            await db.add_turns(big)
+        assert db.stats.write_errors == 1
+        assert "full" in db.stats.last_write_error
+        # reads still work, and nothing half-written is visible
+        caller = await db.get_caller("+14155552671")
+        assert caller is not None and caller.name == "Maria"
+        assert await db.get_call("CA1") is None
+        # space comes back: writes work again
+        await db._writer.execute("PRAGMA max_page_count = 1073741823")
+        assert await db.add_turns(big) == 200
+    finally:
+        await db.close()
+
+
+async def test_schema_newer_than_this_build_is_refused(db_url: str) -> None:
+    db = await open_database(db_url)
+    try:
+        await db.audit("setup")
+        if db.backend == "sqlite":
+            assert isinstance(db, SqliteDatabase)
+            await db._writer.execute(
+                "INSERT INTO schema_migrations VALUES (99, 'future', '2099-01-01')"
+            )
+        else:
+            conn = await asyncpg.connect(db_url)
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (99, 'f')")
+            await conn.close()
+    finally:
+        await db.close()
+    with pytest.raises(SchemaTooNew, match="99"):
+        await open_database(db_url)
+
+
+async def test_concurrent_postgres_starts_migrate_once() -> None:
+    async with pg_schema() as url:
+        dbs = await asyncio.gather(*(open_database(url) for _ in range(4)))
+        try:
+            assert [await d.schema_version() for d in dbs] == [1, 1, 1, 1]
+            conn = await asyncpg.connect(url)
+            try:
+                assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+            finally:
+                await conn.close()
+        finally:
+            for d in dbs:
+                await d.close()
+
+
+async def test_postgres_schema_missing_is_a_clear_error() -> None:
+    with pytest.raises(StoreError, match="schema"):
+        await open_database(f"{PG_URL}?search_path=t_does_not_exist_xyz")

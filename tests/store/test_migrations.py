@@ -1,0 +1,65 @@
+"""Migration files: numbering, dialect parity, and the SQLite statement splitter."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import pytest
+
+from store import migrations
+
+
+def test_both_dialects_have_the_same_versions() -> None:
+    sqlite = migrations.load("sqlite")
+    postgres = migrations.load("postgres")
+    assert [m.version for m in sqlite] == [m.version for m in postgres] == [1]
+    assert [m.name for m in sqlite] == [m.name for m in postgres]
+
+
+@pytest.mark.parametrize("version", [1])
+def test_both_dialects_create_the_same_tables_and_columns(version: int) -> None:
+    def shape(sql: str) -> dict[str, list[str]]:
+        tables = {}
+        for name, body in re.findall(r"CREATE TABLE (\w+) \((.*?)\n\);", sql, re.S):
+            cols = [line.split()[0] for line in body.strip().splitlines()
+                    if line.strip() and not line.strip().startswith(("UNIQUE", "--"))]
+            tables[name] = cols
+        return tables
+
+    sqlite = shape(migrations.load("sqlite")[version - 1].sql)
+    postgres = shape(migrations.load("postgres")[version - 1].sql)
+    assert sqlite == postgres
+    assert set(sqlite) == {"callers", "calls", "turns", "audit_events"}
+
+
+def test_split_sqlite_respects_strings_comments_and_triggers() -> None:
+    script = """
+    -- a comment; with a semicolon
+    CREATE TABLE a (x TEXT DEFAULT 'semi;colon');
+    CREATE TRIGGER t AFTER INSERT ON a BEGIN
+        UPDATE a SET x = 'y;z' WHERE rowid = new.rowid;
+        SELECT 1;
+    END;
+    INSERT INTO a VALUES ('it''s; fine')
+    """
+    statements = migrations.split_sqlite(script)
+    assert len(statements) == 3
+    conn = sqlite3.connect(":memory:")
+    for statement in statements:
+        conn.execute(statement)
+    assert conn.execute("SELECT x FROM a").fetchall() == [("y;z",)]
+
+
+def test_split_sqlite_refuses_a_truncated_script() -> None:
+    with pytest.raises(ValueError, match="incomplete"):
+        migrations.split_sqlite("CREATE TABLE a (x TEXT DEFAULT 'unterminated);")
+
+
+def test_every_shipped_sqlite_migration_splits_into_runnable_statements() -> None:
+    conn = sqlite3.connect(":memory:")
+    for migration in migrations.load("sqlite"):
+        for statement in migrations.split_sqlite(migration.sql):
+            conn.execute(statement)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"callers", "calls", "turns", "audit_events"} <= names
