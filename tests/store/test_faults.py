@@ -51,14 +51,14 @@ def test_redact_url_hides_only_the_password() -> None:
 async def test_sqlite_directory_that_cannot_be_created(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(StoreUnavailable, match="store.db"):
+    with pytest.raises(StoreUnavailable, match=r"store\.db"):
         await open_database(f"sqlite:///{blocker}/sub/store.db")
 
 
 async def test_sqlite_file_that_is_not_a_database(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.db"
     bogus.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="bogus.db"):
+    with pytest.raises(StoreError, match=r"bogus\.db"):
         await open_database(f"sqlite:///{bogus}")
 
 
