@@ -61,12 +61,18 @@ def new_session() -> ort.InferenceSession:
     )
 
 
+# ~320 ms of gated silence ends whatever the model remembered of earlier speech.
+RESET_AFTER_GATED_WINDOWS = 10
+
 class SileroStream(VadStream):
     """One call's pending audio (context + bounded windows) and recurrent state."""
 
     window_samples = WINDOW_SAMPLES
 
-    __slots__ = ("_buf", "_consumed", "_decisions", "_max_bytes", "_state", "dropped_windows")
+    __slots__ = (
+        "_buf", "_consumed", "_decisions", "_gated_run", "_max_bytes", "_state",
+        "dropped_windows",
+    )
 
     def __init__(self, max_buffer_samples: int) -> None:
         # Head of the buffer: the previous window's last 32 samples (zeros at start).
@@ -78,6 +84,8 @@ class SileroStream(VadStream):
         self._consumed = 0
         # Whole windows thrown away because the engine fell behind.
         self.dropped_windows = 0
+        # Consecutive windows decided silent by the energy gate.
+        self._gated_run = 0
 
     def feed(self, pcm16: bytes) -> None:
         if len(pcm16) & 1:
@@ -195,6 +203,11 @@ class SileroVad(VadEngine):
                     stream._consumed += WINDOW_SAMPLES
                     stream._decisions.append((stream._consumed, False, 0.0))
                     offset += WINDOW_BYTES
+                    stream._gated_run += 1
+                    if stream._gated_run == RESET_AFTER_GATED_WINDOWS:
+                        # The model never saw this silence: without a reset it
+                        # would carry the last speech into the next noise.
+                        stream._state.fill(0.0)
             if offset:
                 del buf[:offset]
             if offset > end:
@@ -223,6 +236,7 @@ class SileroVad(VadEngine):
         threshold = self.threshold
         for k, (stream, prob) in enumerate(zip(self._members, probs[:, 0].tolist(), strict=True)):
             stream._state[...] = new_state[:, k]
+            stream._gated_run = 0
             del stream._buf[:WINDOW_BYTES]
             stream._consumed += WINDOW_SAMPLES
             stream._decisions.append((stream._consumed, prob >= threshold, prob))

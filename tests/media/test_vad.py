@@ -395,3 +395,17 @@ def test_energy_gate_counts_only_quiet_windows() -> None:
     assert not gate.quiet(noise_pcm(20, amplitude=1000))
     assert gate.gated == 1
     assert not EnergyGate(min_volume=0).quiet(silence_pcm(20))
+
+
+def test_gated_silence_after_speech_does_not_leak_into_noise(
+    session: ort.InferenceSession, speech: bytes
+) -> None:
+    """A pause the model never saw must not leave it 'hearing' speech in the next noise."""
+    engine = SileroVad(session=session)
+    stream = engine.new_stream()
+    run(engine, speech, stream)
+    run(engine, silence_pcm(500), stream)  # all gated: no inference
+    decisions = run(engine, noise_pcm(600, amplitude=300), stream)
+    assert engine.inferences > 0
+    # Without a reset the first ~320 ms of noise came out as speech: a false barge-in.
+    assert sum(d[1] for d in decisions[:10]) <= 1
