@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
@@ -28,22 +29,36 @@ TickCallback = Callable[[float, int], None]
 
 # Failures of the same type are logged at most once per this many ms.
 _ERROR_LOG_INTERVAL_MS = 60_000.0
+LAG_BOUNDS_MS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 
 
 class SampleRing:
     """The last `size` float samples, preallocated; `add` never allocates."""
 
-    __slots__ = ("_data", "_i", "_n", "_size")
+    __slots__ = ("_data", "_i", "_n", "_size", "bounds", "bucket_counts", "count", "total")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, bounds: tuple[float, ...] = ()) -> None:
+        """`bounds` (ascending upper bucket bounds) adds a cumulative histogram
+        over every sample ever added, for Prometheus; the ring keeps the recent ones."""
         if size < 1:
             raise ValueError("size must be at least 1")
+        if list(bounds) != sorted(bounds):
+            raise ValueError("bounds must be ascending")
         self._data = array("d", bytes(8 * size))
         self._size = size
         self._i = 0
         self._n = 0
+        self.bounds = bounds
+        # bucket_counts[k]: samples <= bounds[k] and > bounds[k-1]; the last is +Inf.
+        self.bucket_counts = [0] * (len(bounds) + 1)
+        self.count = 0
+        self.total = 0.0
 
     def add(self, value: float) -> None:
+        if self.bounds:
+            self.bucket_counts[bisect_left(self.bounds, value)] += 1
+            self.count += 1
+            self.total += value
         i = self._i
         self._data[i] = value
         i += 1
@@ -143,7 +158,7 @@ class MediaClock:
         self._max_catch_up = max_catch_up
         # A tuple, replaced on change: a callback may (un)register during a tick.
         self._callbacks: tuple[TickCallback, ...] = (on_tick,) if on_tick is not None else ()
-        self._lags = SampleRing(lag_window)
+        self._lags = SampleRing(lag_window, LAG_BOUNDS_MS)
         self._task: asyncio.Task[None] | None = None
         self._schedule: TickSchedule | None = None
         self._error_logged_at: dict[type[BaseException], float] = {}
@@ -179,6 +194,11 @@ class MediaClock:
 
     def lag_samples(self) -> list[float]:
         return self._lags.values()
+
+    @property
+    def lag_ring(self) -> SampleRing:
+        """Tick lag in ms: recent samples and a cumulative histogram."""
+        return self._lags
 
     # -- lifecycle -------------------------------------------------------
 

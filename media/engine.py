@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 _decode = ulaw.decode
 _MS_PER_SAMPLE = 1000.0 / ulaw.SAMPLE_RATE
 _LOG_INTERVAL_MS = 60_000.0
+# Histogram buckets exported to Prometheus.
+LATENCY_BOUNDS_MS = (25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 500.0, 600.0, 750.0,
+                     1000.0, 1500.0, 2000.0, 3000.0)
+TICK_BOUNDS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 
 
 def _monotonic_ms() -> float:
@@ -351,9 +355,9 @@ class MediaEngine:
         # Recent samples, bounded. End of turn: end of the last speech window →
         # decision (EndOfTurn.silence_ms, so stop_ms included). Barge-in: speech
         # onset → decision.
-        self.end_of_turn_latency_ms = SampleRing(sample_window)
-        self.barge_in_latency_ms = SampleRing(sample_window)
-        self.tick_seconds = SampleRing(sample_window)
+        self.end_of_turn_latency_ms = SampleRing(sample_window, LATENCY_BOUNDS_MS)
+        self.barge_in_latency_ms = SampleRing(sample_window, LATENCY_BOUNDS_MS)
+        self.tick_seconds = SampleRing(sample_window, TICK_BOUNDS_S)
 
     # -- calls -----------------------------------------------------------
 

@@ -14,18 +14,27 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    SummaryMetricFamily,
+    HistogramMetricFamily,
 )
 from prometheus_client.registry import REGISTRY, Collector
+
+from media.clock import SampleRing
 
 if TYPE_CHECKING:
     from ops.app import Runtime
 
 
-def _summary(name: str, doc: str, values: list[float], scale: float = 1.0) -> SummaryMetricFamily:
-    """Recent-window summary (bounded ring): count/sum plus p50/p99 as gauges elsewhere."""
-    fam = SummaryMetricFamily(name, doc)
-    fam.add_metric([], len(values), sum(values) * scale)
+def _histogram(name: str, doc: str, ring: SampleRing, scale: float = 1.0
+               ) -> HistogramMetricFamily:
+    """A cumulative histogram kept beside a bounded ring (see media.clock.SampleRing)."""
+    buckets: list[tuple[str, float]] = []
+    running = 0
+    for bound, n in zip(ring.bounds, ring.bucket_counts, strict=False):
+        running += n
+        buckets.append((repr(bound * scale), running))
+    buckets.append(("+Inf", ring.count))
+    fam = HistogramMetricFamily(name, doc)
+    fam.add_metric([], buckets, ring.total * scale)
     return fam
 
 
@@ -88,23 +97,25 @@ class RuntimeCollector(Collector):
         if seconds is not None:
             yield CounterMetricFamily("leadline_vad_inference_seconds",
                                       "Time spent in VAD inference", value=seconds)
-        tick_values = engine.tick_seconds.values()
         stop_ms = rt.config.vad.stop_ms
-        yield _summary("leadline_frame_processing_seconds",
-                       "Media tick processing time (all calls, one 20 ms frame each), recent",
-                       tick_values)
-        yield _quantiles("leadline_frame_processing_seconds_recent",
-                         "Media tick processing time quantiles, recent window", tick_values)
-        lag = rt.clock.lag_samples()
-        yield _quantiles("leadline_frame_lag_seconds",
-                         "Media clock tick lag (late start of a 20 ms frame), recent",
-                         lag, 0.001)
-        yield _quantiles("leadline_end_of_turn_latency_seconds",
-                         "End-of-turn commit latency beyond the configured silence, recent",
+        yield _histogram("leadline_frame_processing_seconds",
+                         "Media tick processing time: one 20 ms frame of every call",
+                         engine.tick_seconds)
+        yield _histogram("leadline_frame_lag_seconds",
+                         "How late the media clock started each 20 ms tick",
+                         rt.clock.lag_ring, 0.001)
+        yield _histogram("leadline_end_of_turn_seconds",
+                         "Caller speech end to turn commit (includes vad.stop_ms)",
+                         engine.end_of_turn_latency_ms, 0.001)
+        yield _histogram("leadline_barge_in_seconds",
+                         "Caller speech onset to barge-in (clear sent)",
+                         engine.barge_in_latency_ms, 0.001)
+        yield _quantiles("leadline_frame_lag_recent_seconds",
+                         "Media clock tick lag quantiles over the last 3000 ticks",
+                         rt.clock.lag_samples(), 0.001)
+        yield _quantiles("leadline_end_of_turn_over_silence_recent_seconds",
+                         "End-of-turn latency beyond vad.stop_ms, quantiles, recent",
                          [v - stop_ms for v in engine.end_of_turn_latency_ms.values()], 0.001)
-        yield _quantiles("leadline_barge_in_latency_seconds",
-                         "Speech onset to barge-in decision, recent",
-                         engine.barge_in_latency_ms.values(), 0.001)
         pe = CounterMetricFamily("leadline_protocol_errors",
                                  "Media Streams protocol errors, by kind", labels=["kind"])
         for kind, n in tw.protocol_errors.items():

@@ -133,17 +133,21 @@ def load_script(path: str | Path) -> Script:
 _json_encoder = msgspec.json.Encoder()
 _BYTES_PER_MS = {"audio/pcmu": 8, "audio/pcma": 8, "audio/pcm": 48}
 MIN_COMMIT_MS = 100
-_client_event_adapter: Any = None
+_client_event_models: dict[str, Any] = {}
 
 
-def _client_events() -> Any:
-    global _client_event_adapter
-    if _client_event_adapter is None:
+def _client_events() -> dict[str, Any]:
+    """`type` → the SDK's pydantic model of that client event (GA)."""
+    if not _client_event_models:
+        import typing
+
         from openai.types.realtime import RealtimeClientEvent
-        from pydantic import TypeAdapter
 
-        _client_event_adapter = TypeAdapter(RealtimeClientEvent)
-    return _client_event_adapter
+        (union, *_) = typing.get_args(RealtimeClientEvent)
+        for model in typing.get_args(union):
+            (tag,) = typing.get_args(model.model_fields["type"].annotation)
+            _client_event_models[tag] = model
+    return _client_event_models
 
 
 def _extra_fields(value: Any, path: str) -> str | None:
@@ -164,6 +168,31 @@ def _extra_fields(value: Any, path: str) -> str | None:
             if found:
                 return found
     return None
+
+
+def check_client_event(event: dict[str, Any]) -> None:
+    """Refuse (ClientError) what the GA service refuses: wrong shape or undeclared fields."""
+    from pydantic import ValidationError
+
+    kind = event.get("type")
+    model_type = _client_events().get(kind) if isinstance(kind, str) else None
+    if model_type is None:
+        raise ClientError(
+            f"Invalid value: {kind!r}. Supported values are: "
+            + ", ".join(f"'{k}'" for k in sorted(_client_events())) + ".",
+            "invalid_value", "type",
+        )
+    try:
+        model = model_type.model_validate(event)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first.get("loc", ()))
+        raise ClientError(
+            f"Invalid '{loc}': {first.get('msg')}.", "invalid_value", loc or None
+        ) from None
+    extra = _extra_fields(model, "")
+    if extra:
+        raise ClientError(f"Unknown parameter: '{extra}'.", "unknown_parameter", extra)
 
 
 def _new_id(prefix: str) -> str:
@@ -370,30 +399,15 @@ class _Connection:
             return
         self.fake._record_received(self.number, event)
         try:
-            self._validate(event)
+            check_client_event(event)
             handler = getattr(self, "_on_" + str(kind).replace(".", "_"), None)
             if handler is None:
-                raise ClientError(f"Unsupported event type {kind!r}.", "unsupported_event")
+                raise ClientError(f"The fake does not implement {kind!r}.", "unsupported_event")
             await handler(event, event_id)
         except ClientError as exc:
             self.fake.refused.append({"connection": self.number, "event": event,
                                       "code": exc.code, "message": exc.message})
             self.error(exc, event_id)
-
-    def _validate(self, event: dict[str, Any]) -> None:
-        from pydantic import ValidationError
-
-        try:
-            model = _client_events().validate_python(event)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(x) for x in first.get("loc", ()))
-            raise ClientError(
-                f"Invalid event: {first.get('msg')} at {loc}.", "invalid_value", loc or None
-            ) from None
-        extra = _extra_fields(model, "")
-        if extra:
-            raise ClientError(f"Unknown parameter: '{extra}'.", "unknown_parameter", extra)
 
     def _append(self, event: dict[str, Any], event_id: str | None) -> None:
         audio = event.get("audio")
