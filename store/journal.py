@@ -36,12 +36,14 @@ _decoder = msgspec.json.Decoder(Turn)
 class Segment:
     """One locked journal file. Sync methods: a turn costs one `os.write` syscall."""
 
-    __slots__ = ("fd", "path", "size")
+    __slots__ = ("fd", "incomplete", "path", "size")
 
     def __init__(self, path: Path, fd: int, size: int = 0):
         self.path = path
         self.fd = fd
         self.size = size
+        # A write failed (disk full): the file lacks some turns its batch holds in memory.
+        self.incomplete = False
 
     @classmethod
     def create(cls, directory: Path) -> Segment:
@@ -61,10 +63,14 @@ class Segment:
     def append(self, data: bytes | bytearray | memoryview) -> None:
         """Write all of `data`; raises OSError (ENOSPC, EIO) for the caller to count."""
         view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            self.size += written
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self.fd, view)
+                self.size += written
+                view = view[written:]
+        except OSError:
+            self.incomplete = True
+            raise
 
     def sync(self) -> None:
         os.fsync(self.fd)

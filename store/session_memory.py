@@ -33,7 +33,9 @@ class Session(msgspec.Struct, frozen=True):
 class SessionState:
     """Mutable state of one session in memory."""
 
-    __slots__ = ("counters", "dirty", "fields", "flags", "tail", "touched")
+    __slots__ = (
+        "complete", "counters", "dirty", "fields", "flags", "removed_flags", "tail", "touched",
+    )
 
     def __init__(self, tail_len: int, now: float):
         self.fields: dict[str, str] = {}
@@ -43,6 +45,11 @@ class SessionState:
         self.touched = now
         # Changed while Redis could not be told: resync pushes it.
         self.dirty = False
+        # True once this copy holds the whole session (read from Redis). A partial copy
+        # (first touched here while Redis was away) holds only our changes: counters are
+        # deltas, the tail is what we appended, and resync merges rather than replaces.
+        self.complete = False
+        self.removed_flags: set[str] = set()
 
     def snapshot(self, call_id: str) -> Session:
         return Session(
@@ -56,6 +63,8 @@ class SessionState:
         self.tail.clear()
         self.tail.extend(session.transcript)
         self.counters = dict(session.counters)
+        self.complete = True
+        self.removed_flags.clear()
 
 
 class MemorySessions:

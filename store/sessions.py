@@ -9,11 +9,14 @@ Degrading without a pause: every session this process touches is mirrored in
 `MemorySessions`. While Redis answers, reads come from Redis (another process
 may have written) and writes go to both. When a command fails or times out
 (`op_timeout_s`), the store marks Redis down and from then on serves the call
-from memory without trying Redis, marking what changes as dirty; a background
+from memory without trying Redis, marking what changes as dirty. A background
 task reconnects with exponential backoff and, before declaring Redis back,
-pushes the dirty sessions (this process owns its calls: its copy wins) and
-restores any mirrored session Redis lost in a restart. Memory is bounded by
-`max_in_memory_sessions` and `session_timeout` either way.
+pushes the dirty sessions (this process owns its calls: its copy wins; a
+session first touched here during the outage holds only our changes, which are
+merged into Redis's instead) and restores any mirrored session Redis no longer
+has (a restart without persistence). While connected, Redis is the truth: a
+session missing there was ended or expired by someone, and is dropped here too.
+Memory is bounded by `max_in_memory_sessions` and `session_timeout` either way.
 """
 
 from __future__ import annotations
@@ -140,9 +143,12 @@ class SessionStore:
         fresh, state = self._touch(call_id)
         if on:
             state.flags.add(flag)
+            state.removed_flags.discard(flag)
             await self._push(call_id, state, fresh, "hset", {f"g:{flag}": "1"})
         else:
             state.flags.discard(flag)
+            if not state.complete:
+                state.removed_flags.add(flag)
             await self._push(call_id, state, fresh, "hdel", f"g:{flag}")
 
     async def append_transcript(self, call_id: str, line: str) -> None:
@@ -188,14 +194,13 @@ class SessionStore:
             except _FAILURES as exc:
                 self._mark_down(exc)
             else:
-                if shared is not None:
-                    if state is not None:
-                        state.replace(shared)
-                    return shared
                 if state is not None:
-                    # Redis lost it (a restart without persistence): put ours back.
-                    state.dirty = True
-                    self._down.set()
+                    if shared is None:
+                        # Ended (deleted) or expired by another process: Redis decides.
+                        self.memory.delete(call_id)
+                    else:
+                        state.replace(shared)
+                return shared
         return None if state is None else state.snapshot(call_id)
 
     # internals ---------------------------------------------------------------
@@ -215,7 +220,7 @@ class SessionStore:
         """Send one change to Redis (plus a full read when this process had no copy yet,
         so the mirror is complete); on failure the change lives in memory only."""
         if not self.connected or self._redis is None:
-            state.dirty = True
+            state.dirty = self.configured
             return None
         key = self._key(call_id)
         tail = key + ":tail"
@@ -232,7 +237,8 @@ class SessionStore:
             pipe.hincrby(key, arg[0], arg[1])
         pipe.expire(key, ttl)
         pipe.expire(tail, ttl)
-        if fresh:
+        seed = fresh or not state.complete
+        if seed:
             pipe.hgetall(key)
             pipe.lrange(tail, 0, -1)
         try:
@@ -241,7 +247,7 @@ class SessionStore:
             state.dirty = True
             self._mark_down(exc)
             return None
-        if fresh:
+        if seed:
             state.replace(_decode(call_id, results[-2], results[-1]))
         return results[0]
 
@@ -303,21 +309,29 @@ class SessionStore:
         for call_id in tombstones:
             key = self._key(call_id)
             pipe.delete(key, key + ":tail")
+        merged: list[tuple[str, SessionState, int]] = []
         for call_id, state in dirty:
-            self._write_whole(pipe, call_id, state)
+            if state.complete:
+                self._write_whole(pipe, call_id, state)
+            else:
+                merged.append((call_id, state, self._write_merge(pipe, call_id, state)))
         try:
-            await self._run_timed(pipe.execute())
+            results = await self._run_timed(pipe.execute())
         except BaseException:
             for _, state in dirty:
                 state.dirty = True
             raise
         for call_id in tombstones:
             self._tombstones.pop(call_id, None)
+        for call_id, state, index in merged:
+            # The merged result is the whole session: from now on this copy is complete.
+            if not state.dirty:
+                state.replace(_decode(call_id, results[index], results[index + 1]))
 
     async def _restore_lost(self) -> None:
         """Mirrored sessions missing from Redis (it restarted empty) are written back."""
         assert self._redis is not None
-        ids = [cid for cid, state in self.memory.items() if not state.dirty]
+        ids = [cid for cid, state in self.memory.items() if state.complete and not state.dirty]
         if not ids:
             return
         pipe = self._redis.pipeline(transaction=False)
@@ -334,6 +348,30 @@ class SessionStore:
             if state is not None:
                 self._write_whole(pipe, call_id, state)
         await self._run_timed(pipe.execute())
+
+    def _write_merge(self, pipe: Any, call_id: str, state: SessionState) -> int:
+        """Add a partial copy's changes to what Redis has (another process owns the rest);
+        queue a read of the result and return the index of its first reply."""
+        key = self._key(call_id)
+        tail = key + ":tail"
+        ttl = max(1, int(self.memory.remaining_s(state)))
+        mapping: dict[str, str] = {f"f:{k}": v for k, v in state.fields.items()}
+        mapping.update({f"g:{flag}": "1" for flag in state.flags})
+        if mapping:
+            pipe.hset(key, mapping=mapping)
+        if state.removed_flags:
+            pipe.hdel(key, *(f"g:{flag}" for flag in state.removed_flags))
+        for name, delta in state.counters.items():
+            pipe.hincrby(key, f"c:{name}", delta)
+        if state.tail:
+            pipe.rpush(tail, *state.tail)
+            pipe.ltrim(tail, -self.memory.tail_len, -1)
+        pipe.expire(key, ttl)
+        pipe.expire(tail, ttl)
+        index = len(pipe)
+        pipe.hgetall(key)
+        pipe.lrange(tail, 0, -1)
+        return index
 
     def _write_whole(self, pipe: Any, call_id: str, state: SessionState) -> None:
         key = self._key(call_id)
@@ -366,10 +404,6 @@ class SessionStore:
                 if self.connected:
                     try:
                         await self._ping()
-                        if any(True for _ in self.memory.dirty()):
-                            # A read found a session Redis lost: repair before going on.
-                            self.connected = False
-                            await self._resync()
                     except _FAILURES as exc:
                         self._mark_down(exc)
                 backoff = MIN_BACKOFF_S

@@ -16,7 +16,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,7 +67,8 @@ def _ts_opt(at: datetime | None) -> str | None:
 
 
 def _dt(text: str) -> datetime:
-    return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=UTC)
+    # fromisoformat reads the trailing "Z" as UTC; ~30x faster than strptime.
+    return datetime.fromisoformat(text)
 
 
 def _dt_opt(text: str | None) -> datetime | None:

@@ -180,19 +180,24 @@ class TurnWriter:
 
     async def _run(self) -> None:
         delay = self._interval
+        failing = False
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            if failing:
+                await asyncio.sleep(delay)  # back off: full batches do not bring retries forward
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
             self._wake.clear()
             try:
                 await self._flush()
             except StoreError:
-                delay = min(max(delay * 2, self._interval), MAX_RETRY_DELAY_S)
+                failing = True
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
             except Exception:  # a bug must not stop the writer for every later call
                 log.exception("turn writer flush failed")
-                delay = MAX_RETRY_DELAY_S
+                failing, delay = True, MAX_RETRY_DELAY_S
             else:
-                delay = self._interval
+                failing, delay = False, self._interval
 
     async def _flush(self) -> None:
         async with self._flush_lock:
@@ -237,14 +242,15 @@ class TurnWriter:
 
     def _bound_memory(self) -> None:
         """Over `max_buffered`, forget the oldest in-memory batches that are safe on disk
-        (they are re-read when SQL is back); drop only what has no journal file."""
+        (they are re-read when SQL is back); drop (and count) only batches whose journal
+        file is missing or short, which needs a full disk and a long SQL outage at once."""
         for sealed in self._sealed:
             if self._buffered <= self._max_buffered:
                 return
             if sealed.turns is None:
                 continue
             self._buffered -= len(sealed.turns)
-            if sealed.segment is None:
+            if sealed.segment is None or sealed.segment.incomplete:
                 self.stats.dropped += sealed.count
                 sealed.count = 0
                 sealed.turns = []

@@ -177,8 +177,8 @@ def _collect(tokens: list[str], *, cased: bool, strict: bool) -> str | None:
 
 
 def _is_name_word(word: str, *, cased: bool, strict: bool) -> bool:
-    if not word or not word[0].isalpha():
-        return False
+    if len(word) < 2 or not word[0].isalpha():
+        return False  # a lone letter is an initial or noise, not a name to greet
     low = word.lower()
     if low in _ALSO_NAMES and (not strict or (cased and word[0].isupper())):
         return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.nlu.names import extract_name
@@ -155,10 +155,11 @@ def test_long_input_is_refused_quickly() -> None:
     assert extract_name("my name is " + "a" * 5000) is None
 
 
+@settings(max_examples=400)
 @given(st.text(max_size=300), st.booleans())
 def test_never_crashes_and_result_is_short_title_case(text: str, asked: bool) -> None:
     name = extract_name(text, after_name_question=asked)
     if name is not None:
         words = name.split()
         assert 1 <= len(words) <= 4  # up to 3 name words, plus an honorific
-        assert all(w[0].isupper() for w in words)
+        assert not any(w[0].islower() for w in words)  # caseless scripts stay as they are

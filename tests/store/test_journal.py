@@ -9,6 +9,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from store import journal
 from store.models import Turn, utcnow
@@ -80,3 +82,17 @@ def test_append_reports_a_full_disk(tmp_path: Path) -> None:
         os.close(full)
         segment.fd = real
         segment.remove()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(max_size=200), max_size=20))
+def test_replay_never_crashes_on_garbage(tmp_path: Path, lines: list[bytes]) -> None:
+    """Whatever a torn or corrupted journal holds, replay reads what it can and counts
+    the rest; it never stops the writer from starting."""
+    path = tmp_path / "turns-garbage.jsonl"
+    good = line(Turn("CA1", 0, "caller", "kept", utcnow()))
+    path.write_bytes(good + b"\n".join(lines))
+    turns, bad = journal.read_turns(path)
+    assert turns[0].text == "kept"
+    assert len(turns) + bad <= 1 + sum(max(1, chunk.count(b"\n") + 1) for chunk in lines)

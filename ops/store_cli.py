@@ -1,0 +1,294 @@
+"""Store and NLU ops commands, mounted under `leadline` by ops/cli.py via `register`.
+
+    leadline nlu name TEXT [--after-question]
+    leadline db migrate | db backup PATH | db purge [--days N]
+    leadline callers show NUMBER
+    leadline calls list [--since ISO] [--limit N]
+    leadline calls show CALL_SID
+Every command takes `--json`; database commands take `--database-url`
+(default: $LEADLINE_STORE_DATABASE_URL, else the [store] default). Exit codes:
+0 ok, 1 not found, 2 error (message on stderr). Store modules are imported
+inside the handlers so the rest of the CLI stays quick to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from store.database import Database
+    from store.models import Call
+
+ENV_URL = "LEADLINE_STORE_DATABASE_URL"
+ENV_RETENTION = "LEADLINE_STORE_RETENTION_DAYS"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    nlu = subparsers.add_parser("nlu", help="check the local language helpers")
+    nlu_sub = nlu.add_subparsers(dest="nlu_command", required=True)
+    name = nlu_sub.add_parser("name", help='print {"name": …} found in TEXT (null when none)')
+    name.add_argument("text")
+    name.add_argument("--after-question", action="store_true",
+                      help="TEXT answers 'what is your name?' (a lone name counts)")
+    name.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    name.set_defaults(func=cmd_nlu_name)
+
+    db = subparsers.add_parser("db", help="the SQL store")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    migrate = _with_db(db_sub.add_parser("migrate", help="apply pending schema migrations"))
+    migrate.set_defaults(func=cmd_db_migrate)
+    backup = _with_db(db_sub.add_parser(
+        "backup", help="online backup of the SQLite store (PostgreSQL: use pg_dump)"))
+    backup.add_argument("path")
+    backup.set_defaults(func=cmd_db_backup)
+    purge = _with_db(db_sub.add_parser(
+        "purge", help="delete turns and recordings of calls older than the retention"))
+    purge.add_argument("--days", type=int, default=None,
+                       help=f"default: ${ENV_RETENTION} or [store] retention_days")
+    purge.set_defaults(func=cmd_db_purge)
+
+    callers = subparsers.add_parser("callers", help="remembered callers")
+    callers_sub = callers.add_subparsers(dest="callers_command", required=True)
+    show_caller = _with_db(callers_sub.add_parser("show", help="one caller by phone number"))
+    show_caller.add_argument("number")
+    show_caller.set_defaults(func=cmd_callers_show)
+
+    calls = subparsers.add_parser("calls", help="stored calls")
+    calls_sub = calls.add_subparsers(dest="calls_command", required=True)
+    listing = _with_db(calls_sub.add_parser("list", help="recent calls, newest first"))
+    listing.add_argument("--since", help="ISO date or time (UTC unless an offset is given)")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(func=cmd_calls_list)
+    show_call = _with_db(calls_sub.add_parser("show", help="one call with its transcript"))
+    show_call.add_argument("call_sid")
+    show_call.set_defaults(func=cmd_calls_show)
+
+
+def _with_db(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--database-url", default=None,
+                        help=f"default: ${ENV_URL} or the [store] database_url")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+# handlers ---------------------------------------------------------------------
+
+
+def cmd_nlu_name(args: argparse.Namespace) -> int:
+    from agents.nlu.names import extract_name
+
+    _print_json({"name": extract_name(args.text, after_name_question=args.after_question)})
+    return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    async def run(db: Database) -> int:
+        applied = await db.migrate()
+        version = await db.schema_version()
+        if args.json:
+            _print_json({"applied": applied, "version": version, "backend": db.backend})
+        else:
+            done = "applied " + ", ".join(map(str, applied)) if applied else "nothing to apply"
+            print(f"{db.backend}: schema at version {version} ({done})")
+        return 0
+
+    return _with_database(args, run, migrate=False, must_exist=False)
+
+
+def cmd_db_backup(args: argparse.Namespace) -> int:
+    async def run(db: Database) -> int:
+        await db.backup(args.path)
+        if args.json:
+            _print_json({"backup": args.path})
+        else:
+            print(f"backed up to {args.path}")
+        return 0
+
+    return _with_database(args, run)
+
+
+def cmd_db_purge(args: argparse.Namespace) -> int:
+    days = args.days if args.days is not None else _retention_days()
+    if days <= 0:
+        if args.json:
+            _print_json({"turns": 0, "recordings": 0})
+        else:
+            print("retention is off (retention_days = 0): nothing purged")
+        return 0
+
+    async def run(db: Database) -> int:
+        counts = await db.purge_older_than(days)
+        removed = await asyncio.to_thread(_remove_files, counts.recordings)
+        if args.json:
+            _print_json({"turns": counts.turns, "recordings": removed})
+        else:
+            print(f"purged {counts.turns} turns and {removed} recordings older than {days} days")
+        return 0
+
+    return _with_database(args, run)
+
+
+def cmd_callers_show(args: argparse.Namespace) -> int:
+    async def run(db: Database) -> int:
+        caller = await db.get_caller(args.number)
+        if caller is None:
+            return _not_found(args, f"no caller {args.number}")
+        if args.json:
+            _print_json(caller)
+        else:
+            print(f"{caller.phone}  {caller.name or '(name unknown)'}")
+            print(f"  calls {caller.call_count}, first seen {_when(caller.first_seen)},"
+                  f" last seen {_when(caller.last_seen)}")
+        return 0
+
+    return _with_database(args, run)
+
+
+def cmd_calls_list(args: argparse.Namespace) -> int:
+    try:
+        since = _parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        return _error(f"--since: {exc}")
+
+    async def run(db: Database) -> int:
+        calls = await db.list_calls(since=since, limit=args.limit)
+        if args.json:
+            _print_json(calls)
+        else:
+            for call in calls:
+                print(_call_line(call))
+            if not calls:
+                print("no calls")
+        return 0
+
+    return _with_database(args, run)
+
+
+def cmd_calls_show(args: argparse.Namespace) -> int:
+    async def run(db: Database) -> int:
+        detail = await db.get_call(args.call_sid)
+        if detail is None:
+            return _not_found(args, f"no call {args.call_sid}")
+        if args.json:
+            _print_json(detail)
+            return 0
+        call = detail.call
+        print(_call_line(call))
+        extra = [f"brain {call.brain}"] if call.brain else []
+        extra.append(f"tokens in {call.input_tokens} / out {call.output_tokens}")
+        if call.recording_path:
+            extra.append(f"recording {call.recording_path}")
+        print("  " + ", ".join(extra))
+        for turn in detail.turns:
+            print(f"  [{turn.started_at.strftime('%H:%M:%S')}] {turn.role}: {turn.text}")
+        if not detail.turns:
+            print("  (no transcript)")
+        return 0
+
+    return _with_database(args, run)
+
+
+# plumbing --------------------------------------------------------------------
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    if args.database_url:
+        return str(args.database_url)
+    if os.environ.get(ENV_URL):
+        return os.environ[ENV_URL]
+    from store.settings import StoreSettings
+
+    return StoreSettings().database_url
+
+
+def _retention_days() -> int:
+    raw = os.environ.get(ENV_RETENTION)
+    if raw:
+        return int(raw)
+    from store.settings import StoreSettings
+
+    return StoreSettings().retention_days
+
+
+def _with_database(
+    args: argparse.Namespace,
+    run: Callable[[Database], Awaitable[int]],
+    *,
+    migrate: bool = False,
+    must_exist: bool = True,
+) -> int:
+    """Open the store, run one command, close; store errors become exit code 2."""
+    from store.database import open_database
+    from store.errors import StoreError
+
+    url = _database_url(args)
+
+    async def main() -> int:
+        if must_exist and url.lower().startswith("sqlite:"):
+            from store.sqlite import path_from_url
+
+            path = path_from_url(url)
+            if not await asyncio.to_thread(path.exists):
+                return _error(f"no database at {path} (run `leadline db migrate` to create it)")
+        db = await open_database(url, migrate=migrate)
+        try:
+            if must_exist and await db.schema_version() == 0:
+                return _error("database has no schema yet: run `leadline db migrate`")
+            return await run(db)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(main())
+    except (StoreError, ValueError) as exc:  # InvalidPhoneNumber is a ValueError
+        return _error(str(exc))
+
+
+def _parse_since(raw: str) -> datetime:
+    at = datetime.fromisoformat(raw)
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+def _remove_files(paths: list[str]) -> int:
+    removed = 0
+    for path in paths:
+        try:
+            os.remove(path)
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _call_line(call: Call) -> str:
+    outcome = f" → {call.outcome}" if call.outcome else ""
+    return (f"{_when(call.started_at)}  {call.call_sid}  {call.direction:<8} "
+            f"{call.from_number or '?'} → {call.to_number or '?'}  {call.status}{outcome}")
+
+
+def _when(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _print_json(value: Any) -> None:
+    import msgspec
+
+    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+
+
+def _not_found(args: argparse.Namespace, message: str) -> int:
+    if args.json:
+        _print_json(None)
+    print(message, file=sys.stderr)
+    return 1
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
