@@ -166,7 +166,10 @@ def _collect(tokens: list[str], *, cased: bool, strict: bool) -> str | None:
         ended = token.endswith(".") and len(word) > 1
         if not _is_name_word(word, cased=cased, strict=strict or bool(words)):
             break
-        words.append(_title(word))
+        titled = _title(word)
+        if titled[0].islower():  # a letter with no capital form ("ºa") is no name
+            break
+        words.append(titled)
         if ended:
             break
     if not words:

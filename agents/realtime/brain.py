@@ -27,14 +27,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from openai import AsyncOpenAI, OpenAIError
 
 from agents.brain import Brain, BrainOutput, CallContext
 from agents.realtime import metrics
-from agents.realtime.breaker import CircuitBreaker, default_breaker
+from agents.realtime.breaker import CircuitBreaker, configure_default, default_breaker
 from agents.realtime.protocol import RealtimeSession, RealtimeUsage, SessionConfig
 from agents.realtime.tools import ToolContext, ToolRegistry, ToolRunner, build_registry
 from agents.settings import OpenAISettings
@@ -79,6 +79,22 @@ class _Dropped(Exception):
     pass
 
 
+def _fast_send(conn: Any) -> Callable[[str], Awaitable[None]]:
+    """The socket's own `send`, skipping the SDK's reconnect send queue.
+
+    The SDK routes `send_raw` through a queue that only matters when the SDK
+    reconnects by itself; we never enable that (no `on_reconnecting`), so the
+    queue is always empty and the detour costs ~15 µs per audio frame (measured:
+    23 µs vs 8.6 µs). Falls back to `send_raw` if the SDK's internals change.
+    """
+    from websockets.asyncio.connection import Connection
+
+    inner = getattr(conn, "_connection", None)
+    if isinstance(inner, Connection):
+        return inner.send  # type: ignore[return-value]
+    return conn.send_raw  # type: ignore[no-any-return]
+
+
 class RealtimeBrain(Brain):
     """The OpenAI Realtime speech-to-speech brain of one call."""
 
@@ -101,6 +117,8 @@ class RealtimeBrain(Brain):
             else build_registry(settings.tools, transfer=bool(settings.transfer_number))
         )
         self.breaker = breaker
+        if breaker is default_breaker:
+            configure_default(settings)
         self._clock = clock
         self._rotate_after_s = (
             rotate_after_s if rotate_after_s is not None else settings.session_rotate_s
@@ -285,6 +303,12 @@ class RealtimeBrain(Brain):
                     return
                 conn = restored
                 continue
+            except Exception:
+                # A bug (ours or the call's output raising): never leave the caller in
+                # silence; the call switches to the keyless brain.
+                log.exception("realtime brain crashed", extra={"call_sid": self._call_sid})
+                self._fail("internal error in the Realtime brain")
+                return
             # _pump returned: the connection was replaced by a rotation.
             conn = self._conn
 
@@ -324,6 +348,7 @@ class RealtimeBrain(Brain):
         session = self.session
         assert session is not None
         wake = self._wake
+        send = _fast_send(conn)
         closed_errors = _closed_errors()
         while True:
             await wake.wait()
@@ -332,7 +357,7 @@ class RealtimeBrain(Brain):
             wake.clear()
             try:
                 for message in session.data_to_send():
-                    await conn.send_raw(message)
+                    await send(message)
             except closed_errors:
                 return  # the reader sees the same closure and restores
             except Exception:

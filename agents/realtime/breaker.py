@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
+from typing import Any
 
 from agents.realtime import metrics
 
@@ -128,6 +129,13 @@ class CircuitBreaker:
 
 # The breaker shared by every call of the process.
 default_breaker = CircuitBreaker(export=True)
+
+
+def configure_default(settings: Any) -> None:
+    """Apply `OpenAISettings.breaker_*` to the shared breaker (startup and config reload)."""
+    default_breaker.configure(
+        settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooldown_s
+    )
 
 
 def should_use_realtime() -> bool:

@@ -87,7 +87,7 @@ first_audio_seconds = Histogram(
 tool_calls = Counter(
     "leadline_realtime_tool_calls_total",
     "Tool calls by tool and outcome (ok, error, invalid_arguments, timeout, "
-    "cancelled, unknown_tool).",
+    "cancelled, unknown_tool, rejected).",
     ["tool", "outcome"],
 )
 tool_seconds = Histogram(

@@ -391,7 +391,13 @@ class RealtimeSession:
             self._drop_queued_audio()
 
     def commit(self) -> None:
-        """End of the caller's turn (our VAD): commit the audio and ask for a response."""
+        """End of the caller's turn (our VAD): commit the audio and ask for a response.
+
+        Ignored when the service detects turns itself (server_vad / semantic_vad):
+        it commits on its own, and a second commit would be an empty-buffer error.
+        """
+        if self.config.turn_detection != "ours":
+            return
         now = self._clock()
         if self.state == "lost":
             self._offline_commit = (self._offline_commit or b"") + bytes(self._replay)

@@ -20,6 +20,7 @@ Extra tools are registered from config by dotted path ("pkg.mod:func" or
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import logging
@@ -226,6 +227,7 @@ def format_error(message: str) -> str:
     return msgspec.json.encode({"error": message}).decode()
 
 
+@functools.lru_cache(maxsize=128)
 def load_tool(path: str) -> Tool:
     """Import a tool by dotted path: "package.module:attribute" or "package.module.attribute"."""
     module_name, sep, attr = path.partition(":")
@@ -366,8 +368,10 @@ class ToolRunner:
         *,
         default_timeout_s: float = 8.0,
         call_sid: str = "",
+        max_running: int = 8,
     ) -> None:
         self.registry = registry
+        self.max_running = max_running
         self.context = context
         self._report = report
         self.default_timeout_s = default_timeout_s
@@ -387,6 +391,10 @@ class ToolRunner:
                 "model called unknown tool %r", call.name[:64], extra={"call_sid": self._call_sid}
             )
             self._report(call.call_id, format_error(f"unknown tool {call.name!r}"), True)
+            return
+        if len(self._tasks) >= self.max_running:
+            metrics.tool_calls.labels(t.name, "rejected").inc()
+            self._report(call.call_id, format_error("too many tool calls at once"), True)
             return
         try:
             kwargs = t.parse_arguments(call.arguments)

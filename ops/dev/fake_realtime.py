@@ -969,9 +969,15 @@ class FakeRealtime:
         self.drop_all(int(request.query.get("code", "1011")))
         return web.json_response({"dropped": n})
 
+    async def _on_shutdown(self, app: web.Application) -> None:
+        # Like the service going away: close sockets with 1001 instead of leaving
+        # clients to notice through ping timeouts.
+        self.drop_all(1001)
+
     def app(self) -> web.Application:
         app = web.Application()
         app[FAKE_KEY] = self
+        app.on_shutdown.append(self._on_shutdown)
         app.router.add_get("/v1/realtime", self.websocket)
         app.router.add_get("/realtime", self.websocket)
         app.router.add_get("/debug/received", self.get_received)
@@ -979,11 +985,11 @@ class FakeRealtime:
         app.router.add_post("/debug/dump", self.post_dump)
         app.router.add_post("/debug/reset", self.post_reset)
         app.router.add_post("/debug/drop", self.post_drop)
-        app.router.add_get("/health", lambda _r: _ok())
+        app.router.add_get("/health", _health)
         return app
 
 
-async def _ok() -> web.Response:
+async def _health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
