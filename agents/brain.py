@@ -61,6 +61,9 @@ class BrainOutput(Protocol):
     def brain_failed(self, error: str) -> None:
         """The brain cannot go on; the call switches to the keyless brain."""
 
+    def caller_named(self, name: str) -> None:
+        """The caller said their name (tool or extractor); it is stored off the hot path."""
+
 
 class Brain(abc.ABC):
     """One per call. Created unstarted; `start` connects and speaks first."""

@@ -54,19 +54,68 @@ class Runtime:
             lambda: self.config.recording.directory if self.config.recording.enabled else None
         )
         self.clock.register(self.calls.tick_recorders)
+        self.calls.transfer_handler = self._transfer
+        self.calls.dtmf_handler = self._send_dtmf
+        self._rest: Any = None
         self.twilio_stats = TwilioStats()
         self.twilio = TwilioRoutes(lambda: self.config.twilio, self.calls, self.twilio_stats)
         self.reloader = ConfigReloader(config_path, config, self._apply,
                                        config.server.reload_poll_s)
         self.registry = metrics.make_registry(self)
+        self._tools: tuple[Any, Any] | None = None
+        if config.brain_kind == "openai":
+            from agents.realtime.breaker import configure_default
+
+            configure_default(config.openai)
 
     # -- brains --------------------------------------------------------------------
 
     def _new_brain(self, context: CallContext) -> Brain:
+        """OpenAI Realtime when configured and its breaker is closed, else the keyless brain."""
+        if self.config.brain_kind == "openai":
+            from agents.realtime import RealtimeBrain, build_registry, should_use_realtime
+
+            if should_use_realtime():
+                settings = self.config.openai
+                if self._tools is None or self._tools[0] is not settings:
+                    registry = build_registry(settings.tools,
+                                              transfer=bool(settings.transfer_number))
+                    self._tools = (settings, registry)
+                return RealtimeBrain(settings, registry=self._tools[1])
+            log.warning("realtime circuit open; call starts on the keyless brain",
+                        extra={"call_sid": context.call_sid})
         return ScriptedBrain(self.config.scripted)
 
     def _fallback_brain(self, context: CallContext) -> Brain:
         return ScriptedBrain(self.config.scripted, fallback=True)
+
+    # -- call actions ------------------------------------------------------------
+
+    def _transfer(self, call: Any, number: str) -> None:
+        """Hand the caller to a human via the REST API (`<Dial>` replaces the stream)."""
+        tw = self.config.twilio
+        if not (tw.account_sid and tw.auth_token):
+            log.error("transfer needs twilio.account_sid and auth_token",
+                      extra={"call_sid": call.call_sid})
+            return
+        from telephony.twilio.rest import TwilioRest
+
+        if self._rest is None:
+            self._rest = TwilioRest.from_settings(tw, base_url=tw.api_base_url or None)
+        call.spawn(self._rest.transfer(call.call_sid, number), "transfer")
+
+    def _send_dtmf(self, call: Any, digits: str) -> None:
+        """In-band tones through the call's own playout (works inside `<Connect>`)."""
+        from media.dtmf import tones_ulaw
+
+        try:
+            audio = tones_ulaw(digits)
+        except ValueError as exc:
+            log.warning("bad DTMF digits", extra={"call_sid": call.call_sid, "error": str(exc)})
+            return
+        item = f"dtmf-{call.media.playout.sent_frames}"
+        call.media.agent_audio(item, audio)
+        call.media.agent_done(item)
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -81,10 +130,13 @@ class Runtime:
                 make_engine(new.vad, max_buffer_samples=new.media.max_inbound_ms * 8)
             )
         self.calls.max_calls = new.server.max_calls
-        if new.scripted != old.scripted:
-            self._pending_prerender = new.scripted
+        if new.brain_kind == "openai":
+            from agents.realtime.breaker import configure_default
+
+            configure_default(new.openai)
 
     async def start(self, app: web.Application) -> None:
+        # The keyless brain is also every call's fallback: its prompts must be ready.
         await prerender(self.config.scripted)
         self.clock.start()
         self.reloader.start()
@@ -100,6 +152,8 @@ class Runtime:
             await self.calls.close(call, "server shutting down")
         await self.reloader.stop()
         await self.clock.stop()
+        if self._rest is not None:
+            await self._rest.aclose()
 
     # -- views ---------------------------------------------------------------------
 

@@ -57,6 +57,9 @@ from telephony.twilio.streams import (
 )
 
 FRAME_S: Final = ulaw.FRAME_MS / 1000
+# Sub-ticks per 20 ms frame period: calls are spread over them (see `_Run.tick`).
+SLOTS: Final = 4
+SLOT_S: Final = FRAME_S / SLOTS
 # Behind by more than this many frames, the tick skips ahead (as Twilio does)
 # instead of bursting a backlog at the server.
 MAX_LAG_FRAMES: Final = 10
@@ -500,7 +503,7 @@ class _Run:
     t0: float
     signer: SignatureChecker | None
     calls: list[_Call] = field(default_factory=list)
-    live: list[_Call] = field(default_factory=list)
+    slots: list[list[_Call]] = field(default_factory=lambda: [[] for _ in range(SLOTS)])
     failed: dict[str, int] = field(default_factory=dict)
     send_lag_ms: list[float] = field(default_factory=list)
     window: tuple[float, float] = (math.inf, math.inf)
@@ -569,7 +572,7 @@ class _Run:
         transport.send(_TEXT, side.start())
         call.script.playout.advance(time.monotonic())
         call.live = True
-        self.live.append(call)
+        self.slots[index % SLOTS].append(call)
 
     async def _place_counted(self, index: int, http: aiohttp.ClientSession) -> None:
         try:
@@ -593,31 +596,39 @@ class _Run:
     # -- the one sender ----------------------------------------------------------
 
     async def tick(self) -> None:
-        """Every live call's frame, on absolute 20 ms deadlines; records send lag."""
+        """Every live call's frame on absolute deadlines; records how late each batch left.
+
+        The 20 ms period is cut into `SLOTS` sub-ticks and each call belongs to
+        one, so every call still sends one frame per 20 ms on its own fixed
+        phase, but the frames of N calls leave in SLOTS smaller bursts, as the
+        independent clocks of real calls would spread them.
+        """
         t0 = self.t0
         k = 0
         lag = self.send_lag_ms
+        slots = self.slots
         while not self.stopping:
             k += 1
-            deadline = t0 + k * FRAME_S
+            deadline = t0 + k * SLOT_S
             delay = deadline - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif -delay > MAX_LAG_FRAMES * FRAME_S:
-                behind = int((time.monotonic() - t0) / FRAME_S)
-                self.ticks_skipped += behind - k
+            elif -delay > MAX_LAG_FRAMES * FRAME_S:  # fell far behind: skip, don't burst
+                behind = int((time.monotonic() - t0) / SLOT_S)
+                self.ticks_skipped += (behind - k) // SLOTS
                 k = behind
-                deadline = t0 + k * FRAME_S
+                deadline = t0 + k * SLOT_S
             now = time.monotonic()
-            live = self.live
+            slot = k % SLOTS
+            calls = slots[slot]
             dead = False
-            for call in live:
+            for call in calls:
                 if call.live:
                     call.tick(now)
                 else:
                     dead = True
             if dead:
-                self.live = [c for c in live if c.live]
+                slots[slot] = [c for c in calls if c.live]
             done = time.monotonic()
             start, end = self.window
             if start <= now < end:

@@ -53,9 +53,9 @@ def _cmd_bench_calls(args: argparse.Namespace) -> int:
 
 
 def _cmd_fake_realtime(args: argparse.Namespace) -> int:
-    from ops.dev.fake_realtime import main as fake_main
+    from ops.dev.fake_realtime import run
 
-    return fake_main(args)
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,10 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="developer tools")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)
-    fake = dev_sub.add_parser("fake-realtime", help="run a fake OpenAI Realtime server")
-    fake.add_argument("--port", type=int, default=8765)
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--script", help="JSON or TOML script of replies")
+    from ops.dev.fake_realtime import build_parser as fake_parser
+
+    fake = fake_parser(dev_sub.add_parser("fake-realtime",
+                                          help="run a fake OpenAI Realtime server"))
     fake.set_defaults(func=_cmd_fake_realtime)
 
     try:

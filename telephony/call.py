@@ -31,10 +31,16 @@ class Leg(Protocol):
     def hang_up(self, reason: str) -> None: ...
 
 
+# The caller lookup (returning caller's name) may take this long before the greeting.
+GREETING_LOOKUP_BUDGET_S = 0.1
+
+
 class CallHooks(Protocol):
     """Process-wide services a call reports to (registry, store, metrics)."""
 
+    async def before_greeting(self, call: Call) -> None: ...
     def on_transcript(self, call: Call, role: Role, text: str) -> None: ...
+    def on_caller_named(self, call: Call, name: str) -> None: ...
     def on_transfer(self, call: Call, number: str) -> None: ...
     def on_send_dtmf(self, call: Call, digits: str) -> None: ...
     def fallback_brain(self, call: Call) -> Brain: ...
@@ -78,6 +84,13 @@ class Call(BrainOutput):
                       extra={"call_sid": self.call_sid, "task": task.get_name()})
 
     async def start_brain(self) -> None:
+        if not self.fell_back:
+            try:  # never let a slow lookup hold the greeting back
+                await asyncio.wait_for(self.hooks.before_greeting(self),
+                                       GREETING_LOOKUP_BUDGET_S)
+            except Exception as exc:  # TimeoutError included: greet without the name
+                log.info("caller lookup skipped", extra={"call_sid": self.call_sid,
+                                                         "reason": type(exc).__name__})
         try:
             await self.brain.start(self.context, self)
         except Exception as exc:
@@ -159,6 +172,10 @@ class Call(BrainOutput):
         self.hangup_reason = reason or "agent ended the call"
         if self.media is not None and self.media.playout.idle:  # type: ignore[attr-defined]
             self.leg.hang_up(self.hangup_reason)
+
+    def caller_named(self, name: str) -> None:
+        self.context.caller_name = name
+        self.hooks.on_caller_named(self, name)
 
     def transfer_call(self, number: str) -> None:
         self.hooks.on_transfer(self, number)

@@ -19,6 +19,22 @@ log = logging.getLogger("leadline.calls")
 BrainFactory = Callable[[CallContext], Brain]
 
 
+class CallObserver:
+    """What the composition root wants to hear about calls (store, sessions).
+
+    The defaults do nothing; every method but `before_greeting` must return at
+    once (queue the I/O). Exceptions are logged and never reach the call.
+    """
+
+    async def before_greeting(self, call: Call) -> None:
+        """Runs under a 100 ms budget before the greeting (e.g. set caller_name)."""
+
+    def call_started(self, call: Call) -> None: ...
+    def call_ended(self, call: Call) -> None: ...
+    def transcript(self, call: Call, role: Role, text: str) -> None: ...
+    def caller_named(self, call: Call, name: str) -> None: ...
+
+
 class CallManager:
     """Creates calls, attaches them to the media engine, remembers how they went.
 
@@ -38,7 +54,7 @@ class CallManager:
         self.rejected = 0
         self._durations: deque[float] = deque(maxlen=1000)
         self.end_reasons: dict[str, int] = {}
-        self.transcript_sink: Callable[[Call, Role, str], None] | None = None
+        self.observer = CallObserver()
         self.transfer_handler: Callable[[Call, str], None] | None = None
         self.dtmf_handler: Callable[[Call, str], None] | None = None
         # Directory for call recordings, or None when recording is off (read per call).
@@ -64,6 +80,7 @@ class CallManager:
             safe = re.sub(r"[^A-Za-z0-9_-]", "_", context.call_sid) or "call"
             call.recorder = CallRecorder(os.path.join(directory, f"{safe}.wav"))
             self.recording.add(call)
+        self._notify("call_started", call)
         call.spawn(call.start_brain(), "brain-start")
         log.info("call started", extra={"call_sid": context.call_sid, "brain": brain.kind,
                                         "from": context.from_number, "to": context.to_number})
@@ -78,6 +95,7 @@ class CallManager:
             self.engine.remove_call(call.media)
         self.recording.discard(call)
         await call.close(reason)
+        self._notify("call_ended", call)
         self.ended += 1
         self._durations.append(call.duration_s)
         self.end_reasons[reason] = self.end_reasons.get(reason, 0) + 1
@@ -98,9 +116,21 @@ class CallManager:
 
     # -- CallHooks ----------------------------------------------------------------
 
+    def _notify(self, what: str, call: Call, *args: object) -> None:
+        try:
+            getattr(self.observer, what)(call, *args)
+        except Exception:
+            log.exception("call observer failed", extra={"call_sid": call.call_sid,
+                                                         "hook": what})
+
+    async def before_greeting(self, call: Call) -> None:
+        await self.observer.before_greeting(call)
+
     def on_transcript(self, call: Call, role: Role, text: str) -> None:
-        if self.transcript_sink is not None:
-            self.transcript_sink(call, role, text)
+        self._notify("transcript", call, role, text)
+
+    def on_caller_named(self, call: Call, name: str) -> None:
+        self._notify("caller_named", call, name)
 
     def on_transfer(self, call: Call, number: str) -> None:
         if self.transfer_handler is None:

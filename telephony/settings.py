@@ -15,3 +15,5 @@ class TwilioSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     validate_signatures: bool = True
     # Largest Media Streams message accepted, in bytes.
     max_message_bytes: int = 65_536
+    # Twilio REST API base (empty: Twilio's own). Tests point it at a fake.
+    api_base_url: str = ""

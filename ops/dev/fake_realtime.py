@@ -1070,7 +1070,11 @@ async def _serve_forever(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted, with parsed `build_parser` arguments."""
     if args.script:
         load_script(args.script)  # fail fast on a bad script
     logging.basicConfig(level=logging.INFO)
