@@ -247,9 +247,9 @@ class CallMedia:
             if decisions:
                 fed = self._fed
                 window_ms = self._window_ms
-                for end_sample, is_speech, _prob in decisions:
+                for end_sample, is_speech, prob in decisions:
                     stamp = now_ms - (fed - end_sample) * _MS_PER_SAMPLE
-                    actions = turns.vad(stamp, is_speech, window_ms)
+                    actions = turns.vad(stamp, is_speech, window_ms, prob > 0.0)
                     if actions:
                         self._dispatch(actions)
         actions = turns.tick(now_ms)

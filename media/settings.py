@@ -50,7 +50,7 @@ class MediaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # what the caller actually heard, so this is the truncation granularity.
     mark_interval_ms: int = 100
     # Frames sent ahead of real time at the start of an utterance (jitter cushion).
-    lead_frames: int = 2
+    lead_frames: int = 5
     # Bound of agent audio buffered per call, in ms; more is dropped and counted.
     max_playout_ms: int = 60_000
     # Bound of caller audio waiting for VAD per call, in ms.

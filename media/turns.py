@@ -96,6 +96,7 @@ class TurnMachine:
         "_agent",
         "_gap_ms",
         "_last_speech_end",
+        "_lead_in",
         "_now",
         "_run_onset",
         "_run_speech",
@@ -119,6 +120,8 @@ class TurnMachine:
         self._run_speech = 0.0
         # End of the latest speech window (run or turn).
         self._last_speech_end = float("-inf")
+        # Voiced (above the energy gate) but not-yet-speech ms right before now.
+        self._lead_in = 0.0
         # Open caller turn (CALLER_SPEAKING).
         self._turn_onset = 0.0
         self._turn_speech = 0.0
@@ -148,11 +151,21 @@ class TurnMachine:
         """Apply at once, mid-turn: a running silence is judged by the new stop_ms."""
         self._settings = settings
 
-    def vad(self, now_ms: float, is_speech: bool, window_ms: float) -> Actions:
-        """One VAD decision for the window ending at `now_ms`."""
+    def vad(self, now_ms: float, is_speech: bool, window_ms: float,
+            voiced: bool = False) -> Actions:
+        """One VAD decision for the window ending at `now_ms`.
+
+        `voiced`: the window passed the energy gate though the model said no.
+        A model needs a few windows to warm up to a speech onset (Silero: about
+        100 ms); the voiced windows right before its first "yes" were most
+        likely the onset, so a new run is credited with up to half of
+        `barge_in_ms` of them. The model must still say "speech" at least once,
+        so a cough or line noise alone never starts a turn or barges in.
+        """
         now = self._clamp(now_ms)
         if is_speech:
             return self._speech(now, window_ms)
+        self._lead_in = self._lead_in + window_ms if voiced else 0.0
         # Silence: evidence that a run is over once the gap is too long.
         if self._run_onset is not None and now - self._last_speech_end > self._gap(window_ms):
             self._run_onset = None
@@ -196,6 +209,7 @@ class TurnMachine:
         self._run_onset = None
         self._run_speech = 0.0
         self._last_speech_end = float("-inf")
+        self._lead_in = 0.0
         self._turn_onset = 0.0
         self._turn_speech = 0.0
 
@@ -214,8 +228,10 @@ class TurnMachine:
     def _speech(self, now: float, window_ms: float) -> Actions:
         start = now - window_ms
         if self._run_onset is None or start - self._last_speech_end > self._gap(window_ms):
-            self._run_onset = start
-            self._run_speech = 0.0
+            credit = min(self._lead_in, self._settings.barge_in_ms / 2)
+            self._run_onset = start - credit
+            self._run_speech = credit
+        self._lead_in = 0.0
         self._run_speech += window_ms
         self._last_speech_end = now
         state = self._state

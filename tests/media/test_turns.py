@@ -281,3 +281,38 @@ def test_invariants_under_arbitrary_event_sequences(segs: list[tuple]) -> None:
                 check(tm.vad(t, kind == "speech", seg[2]), agent)
                 agent = tm.agent_playing
                 check(tm.tick(t), agent)
+
+
+def _silero_like(tm: TurnMachine, t: float, pattern: str, window: float = 32.0
+                 ) -> tuple[list, float]:
+    """'v' voiced but not speech (above the energy gate), 's' speech, '.' gated silence."""
+    out: list = []
+    for ch in pattern:
+        t += window
+        out += tm.vad(t, ch == "s", window, voiced=ch != ".")
+    return out, t
+
+
+def test_voiced_lead_in_is_credited_to_a_barge_in_run() -> None:
+    settings = VadSettings(barge_in_ms=100)
+    plain, credited = TurnMachine(settings), TurnMachine(settings)
+    for tm in (plain, credited):
+        tm.agent_started(0.0)
+    # The model warms up for three windows before it says speech.
+    late, _ = _silero_like(plain, 0.0, "...ssss")
+    early, _ = _silero_like(credited, 0.0, "vvvssss")
+    late_at = next(a.at_ms for a in late if isinstance(a, BargeIn))
+    early_at = next(a.at_ms for a in early if isinstance(a, BargeIn))
+    assert early_at < late_at
+    onset = next(a.onset_ms for a in early if isinstance(a, BargeIn))
+    assert onset == pytest.approx(96 - 50)  # back-dated by the credit (≤ barge_in/2)
+
+
+def test_voiced_noise_alone_or_with_one_speech_window_does_not_barge_in() -> None:
+    tm = TurnMachine(VadSettings(barge_in_ms=100))
+    tm.agent_started(0.0)
+    actions, t = _silero_like(tm, 0.0, "vvvvvvvvvv")  # a cough, line noise
+    assert actions == []
+    actions, t = _silero_like(tm, t, "vvvs.....")  # noise and a blip
+    assert not any(isinstance(a, BargeIn) for a in actions)
+    assert tm.state is TurnState.AGENT_SPEAKING
