@@ -19,22 +19,27 @@ from prometheus_client.core import (
 from prometheus_client.registry import REGISTRY, Collector
 
 from media.clock import SampleRing
+from telephony.call import LATENCY, CallLatency
 
 if TYPE_CHECKING:
     from ops.app import Runtime
 
 
-def _histogram(name: str, doc: str, ring: SampleRing, scale: float = 1.0
-               ) -> HistogramMetricFamily:
-    """A cumulative histogram kept beside a bounded ring (see media.clock.SampleRing)."""
+def _buckets(ring: SampleRing, scale: float) -> list[tuple[str, float]]:
     buckets: list[tuple[str, float]] = []
     running = 0
     for bound, n in zip(ring.bounds, ring.bucket_counts, strict=False):
         running += n
         buckets.append((repr(bound * scale), running))
     buckets.append(("+Inf", ring.count))
+    return buckets
+
+
+def _histogram(name: str, doc: str, ring: SampleRing, scale: float = 1.0
+               ) -> HistogramMetricFamily:
+    """A cumulative histogram kept beside a bounded ring (see media.clock.SampleRing)."""
     fam = HistogramMetricFamily(name, doc)
-    fam.add_metric([], buckets, ring.total * scale)
+    fam.add_metric([], _buckets(ring, scale), ring.total * scale)
     return fam
 
 
@@ -46,6 +51,45 @@ def _quantiles(name: str, doc: str, values: list[float], scale: float = 1.0) -> 
             idx = min(len(ordered) - 1, int(q * len(ordered)))
             fam.add_metric([str(q)], ordered[idx] * scale)
     return fam
+
+
+# (metric name, BrainLatency attribute, help): the turn latency split of issue #3.
+_BRAIN_LATENCY = (
+    ("leadline_turn_latency_seconds", "turn",
+     "End of caller turn (commit) to the first agent audio frame sent to the carrier"),
+    ("leadline_turn_latency_brain_seconds", "brain",
+     "Brain's share of turn latency: end of caller turn to the brain's first audio"),
+    ("leadline_turn_latency_ours_seconds", "ours",
+     "Our share of turn latency: the brain's first audio to its first frame sent "
+     "(includes waiting for the next 20 ms media tick)"),
+    ("leadline_greeting_latency_seconds", "greeting",
+     "Media stream start to the first greeting frame sent"),
+    ("leadline_brain_connect_seconds", "start",
+     "Brain start: for openai, connecting to the Realtime service and setting up the "
+     "session; successful starts"),
+)
+
+
+def latency_families(latency: CallLatency = LATENCY) -> Iterator[HistogramMetricFamily]:
+    """The per-brain-kind latency histograms kept by `telephony.call.CallLatency`."""
+    kinds = sorted(latency.by_brain.items())
+    for name, attr, doc in _BRAIN_LATENCY:
+        fam = HistogramMetricFamily(name, doc, labels=["brain"])
+        for kind, rings in kinds:
+            ring: SampleRing = getattr(rings, attr)
+            fam.add_metric([kind], _buckets(ring, 1.0), ring.total)
+        yield fam
+    recent = GaugeMetricFamily(
+        "leadline_turn_latency_recent_seconds",
+        "Turn latency quantiles over each brain kind's last samples, by share "
+        "(turn = brain + ours)", labels=["brain", "share", "quantile"])
+    for kind, rings in kinds:
+        for share in ("turn", "brain", "ours"):
+            ring = getattr(rings, share)
+            if len(ring):
+                for q, value in zip((0.5, 0.99), ring.percentiles(50, 99), strict=True):
+                    recent.add_metric([kind, share, str(q)], value)
+    yield recent
 
 
 class RuntimeCollector(Collector):
@@ -110,6 +154,7 @@ class RuntimeCollector(Collector):
         yield _histogram("leadline_barge_in_seconds",
                          "Caller speech onset to barge-in (clear sent)",
                          engine.barge_in_latency_ms, 0.001)
+        yield from latency_families()
         yield _quantiles("leadline_frame_lag_recent_seconds",
                          "Media clock tick lag quantiles over the last 3000 ticks",
                          rt.clock.lag_samples(), 0.001)

@@ -5,6 +5,11 @@ marks in and sends what the call hands it; the media engine paces playout and
 decides turns on the shared clock; the brain speaks. `Call` implements both
 `MediaSink` (the engine's view) and `BrainOutput` (the brain's view), so
 neither layer knows the other. Everything per call ends with the call.
+
+Because the call sits between the two, it is where a turn's latency can be
+split fairly: the brain's share ends at its first audio, ours at the first
+frame handed to the leg. Samples go to the process-wide `LATENCY`, once per
+turn; the per-frame cost is one attribute test.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agents.brain import Brain, BrainOutput, CallContext, Role
+from media.clock import SampleRing
 from media.recording import CallRecorder
 
 log = logging.getLogger("leadline.call")
@@ -34,6 +40,56 @@ class Leg(Protocol):
 # The caller lookup (returning caller's name) may take this long before the greeting.
 GREETING_LOOKUP_BUDGET_S = 0.1
 
+# Histogram bucket bounds (seconds) of the latency figures below.
+TURN_BOUNDS_S = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+# Our share is one tick (20 ms) plus processing: fine buckets around it.
+OURS_BOUNDS_S = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.1, 0.25)
+START_BOUNDS_S = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+class BrainLatency:
+    """Latency samples of the calls served by one kind of brain.
+
+    The split answers "whose fault is a slow answer": `brain` is the end of
+    the caller's turn (our commit) to the first audio the brain produced,
+    `ours` is that first audio to its first frame handed to the leg (media
+    clock wait included: at most one 20 ms tick), `turn` is the sum as the
+    caller experiences it, up to the carrier. Bounded rings with cumulative
+    buckets; /metrics reads them at scrape time.
+    """
+
+    __slots__ = ("brain", "greeting", "ours", "start", "turn")
+
+    def __init__(self, window: int) -> None:
+        self.turn = SampleRing(window, TURN_BOUNDS_S)
+        self.brain = SampleRing(window, TURN_BOUNDS_S)
+        self.ours = SampleRing(window, OURS_BOUNDS_S)
+        # Stream start → first greeting frame sent (the 1 s greeting promise).
+        self.greeting = SampleRing(window, TURN_BOUNDS_S)
+        # Brain.start (for OpenAI: connect + session setup), successful starts.
+        self.start = SampleRing(window, START_BOUNDS_S)
+
+
+class CallLatency:
+    """Process-wide latency figures, by brain kind ("openai", "scripted").
+
+    One per process (`LATENCY`), like the metrics registry: samples are added
+    once per turn, never per frame, and a kind's rings are made on first use.
+    """
+
+    def __init__(self, window: int = 3000) -> None:
+        self.window = window
+        self.by_brain: dict[str, BrainLatency] = {}
+
+    def of(self, kind: str) -> BrainLatency:
+        rings = self.by_brain.get(kind)
+        if rings is None:
+            rings = self.by_brain[kind] = BrainLatency(self.window)
+        return rings
+
+
+LATENCY = CallLatency()
+
 
 class CallHooks(Protocol):
     """Process-wide services a call reports to (registry, store, metrics)."""
@@ -50,7 +106,8 @@ class Call(BrainOutput):
     """Per-call state; created when the leg's stream starts, closed when it ends."""
 
     def __init__(self, context: CallContext, leg: Leg, brain: Brain, hooks: CallHooks,
-                 now: Callable[[], float] = time.monotonic) -> None:
+                 now: Callable[[], float] = time.monotonic,
+                 latency: CallLatency = LATENCY) -> None:
         self.context = context
         self.leg = leg
         self.brain = brain
@@ -66,6 +123,16 @@ class Call(BrainOutput):
         self.transcript_tail: list[tuple[Role, str]] = []
         self.send_failures = 0
         self.recorder: CallRecorder | None = None
+        # Turn latency bookkeeping (monotonic s; 0.0 = nothing pending). Between
+        # a commit and the brain's first audio `_turn_end_at` is set; between
+        # that audio and its first frame sent, `_frame_due` is. send_media reads
+        # only `_frame_due`: one attribute test per frame.
+        self.latency = latency
+        self._turn_end_at = 0.0
+        self._turn_started_at = 0.0
+        self._first_audio_at = 0.0
+        self._greeting_due = True
+        self._frame_due = True  # the greeting's first frame
 
     @property
     def call_sid(self) -> str:
@@ -91,13 +158,19 @@ class Call(BrainOutput):
             except Exception as exc:  # TimeoutError included: greet without the name
                 log.info("caller lookup skipped", extra={"call_sid": self.call_sid,
                                                          "reason": type(exc).__name__})
+        brain = self.brain
+        if hasattr(brain, "on_first_audio"):  # the Realtime brain stamps its first delta
+            brain.on_first_audio = self._brain_first_audio  # type: ignore[attr-defined]
+        started = self._now()
         try:
-            await self.brain.start(self.context, self)
+            await brain.start(self.context, self)
         except Exception as exc:
             log.warning("brain failed to start", extra={"call_sid": self.call_sid,
                                                         "brain": self.brain.kind,
                                                         "error": str(exc)})
             self.brain_failed(f"start: {exc}")
+            return
+        self.latency.of(brain.kind).start.add(self._now() - started)
 
     # -- leg → call ----------------------------------------------------------------
 
@@ -117,6 +190,8 @@ class Call(BrainOutput):
     # -- MediaSink (engine → call) -----------------------------------------------
 
     def send_media(self, frame: bytes) -> None:
+        if self._frame_due:
+            self._first_frame_sent()
         if not self.leg.send_media(frame):
             self.send_failures += 1
         if self.recorder is not None:
@@ -133,9 +208,13 @@ class Call(BrainOutput):
 
     def end_of_turn(self, info: object) -> None:
         if self.hangup_reason is None:
+            self._turn_end_at = self._now()
             self.brain.commit()
 
     def barge_in(self, item_id: str | None, heard_ms: int) -> None:
+        # What was waiting for its first frame was flushed: measure nothing of it.
+        self._frame_due = self._greeting_due = False
+        self._first_audio_at = 0.0
         self.brain.cancel()
         if item_id is not None:
             self.brain.truncate(item_id, heard_ms)
@@ -151,6 +230,8 @@ class Call(BrainOutput):
     # -- BrainOutput (brain → call) ----------------------------------------------
 
     def agent_audio(self, item_id: str, ulaw: bytes) -> None:
+        if self._turn_end_at:  # a brain without the first-audio hook answers a turn
+            self._brain_first_audio(item_id, self._now())
         self.media.agent_audio(item_id, ulaw)  # type: ignore[union-attr]
 
     def agent_audio_done(self, item_id: str) -> None:
@@ -193,12 +274,46 @@ class Call(BrainOutput):
         self.fell_back = True
         log.warning("brain failed, switching to keyless brain",
                     extra={"call_sid": self.call_sid, "error": error})
+        if self.media is not None:  # cut the failed brain's audio while it is still ours
+            self.media.interrupt()  # type: ignore[union-attr]
         old = self.brain
         self.brain = self.hooks.fallback_brain(self)
         self.spawn(old.close(), "brain-close")
-        if self.media is not None:
-            self.media.interrupt()  # type: ignore[union-attr]
         self.spawn(self.start_brain(), "brain-start")
+
+    # -- latency -------------------------------------------------------------------
+
+    def _brain_first_audio(self, item_id: str, at: float) -> None:
+        """The brain's first audio of a response; `at` on the monotonic clock.
+
+        Only the first response after a committed caller turn counts. Its first
+        frame is measured only if nothing else is queued ahead of it: otherwise
+        the wait would be the earlier audio playing, not our overhead.
+        """
+        turn_end = self._turn_end_at
+        if not turn_end:
+            return
+        self._turn_end_at = 0.0
+        self.latency.of(self.brain.kind).brain.add(max(0.0, at - turn_end))
+        media = self.media
+        if media is not None and media.playout.queued_ms == 0:  # type: ignore[attr-defined]
+            self._turn_started_at = turn_end
+            self._first_audio_at = at
+            self._frame_due = True
+
+    def _first_frame_sent(self) -> None:
+        """Once per response (not per frame): the first frame is leaving for the leg."""
+        self._frame_due = False
+        now = self._now()
+        rings = self.latency.of(self.brain.kind)
+        if self._greeting_due:
+            self._greeting_due = False
+            rings.greeting.add(now - self.started_at)
+        first_audio = self._first_audio_at
+        if first_audio:
+            self._first_audio_at = 0.0
+            rings.ours.add(max(0.0, now - first_audio))
+            rings.turn.add(max(0.0, now - self._turn_started_at))
 
     # -- end -----------------------------------------------------------------------
 

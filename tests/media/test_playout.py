@@ -192,7 +192,7 @@ def test_new_item_finishes_the_previous_one(speech: bytes) -> None:
 
 
 def test_buffer_is_bounded_and_drops_are_counted(speech: bytes) -> None:
-    p = Playout(MediaSettings(max_playout_ms=1000))
+    p = Playout(MediaSettings(max_playout_ms=1000, lead_frames=2))
     audio = (speech * 2)[:12_000]  # 1.5 s
     assert p.push("a", audio) == 8000
     assert p.dropped_ms == 500 and p.queued_ms == 1000
