@@ -154,13 +154,20 @@ class ScriptedCore:
     # -- events ------------------------------------------------------------
 
     def begin(self, caller_name: str | None = None) -> tuple[Action, ...]:
-        """The call is connected: the first thing the caller hears."""
+        """The call is connected: the first thing the caller hears.
+
+        `caller_name` follows caller memory's convention: a name greets a returning
+        caller by it; "" means the lookup found no name (a new caller: ask for it);
+        None means nothing is known (no lookup, or it missed its budget): plain greeting.
+        """
         s = self.settings
         if self.fallback:
             text = s.apology
         elif caller_name and caller_name.strip():
             name = " ".join(caller_name.split())[:MAX_NAME_CHARS]
             text = f"Welcome back, {name}. {s.greeting}"
+        elif caller_name == "" and s.ask_name.strip():
+            text = greeting_asking_name(s)
         else:
             text = s.greeting
         self.state = State.GREETING
@@ -322,6 +329,11 @@ def write_message(directory: str, call_sid: str, ulaw_audio: bytes) -> str:
         return path
 
 
+def greeting_asking_name(settings: ScriptedSettings) -> str:
+    """What a new caller hears first (rendered at start-up with the other prompts)."""
+    return f"{settings.greeting} {settings.ask_name}".strip()
+
+
 async def prerender(settings: ScriptedSettings) -> None:
     """Render every fixed prompt once at start-up so no call waits on eSpeak.
 
@@ -334,6 +346,7 @@ async def prerender(settings: ScriptedSettings) -> None:
         settings.message_saved,
         settings.apology,
         SAVE_FAILED_TEXT,
+        greeting_asking_name(settings) if settings.ask_name.strip() else "",
     )
     for text in dict.fromkeys(texts):
         if text.strip():

@@ -19,6 +19,9 @@ class ScriptedSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Words per minute for eSpeak NG.
     rate: int = 165
     greeting: str = "Hello, thanks for calling. How can I help you today?"
+    # Added to the greeting for a caller we know but whose name we do not (caller memory);
+    # empty: never ask.
+    ask_name: str = "May I have your name, please?"
     # Spoken after each caller turn.
     reply: str = "Thank you. Press 1 to leave a message, or stay on the line."
     menu: dict[str, str] = msgspec.field(

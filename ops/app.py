@@ -25,6 +25,7 @@ from media.engine import MediaEngine
 from media.vad import make_engine
 from ops import metrics
 from ops.config import Config
+from ops.persistence import Persistence
 from ops.reload import ConfigReloader
 from telephony.calls import CallManager
 from telephony.twilio.http import TwilioRoutes, TwilioStats
@@ -55,6 +56,9 @@ class Runtime:
         )
         self.clock.register(self.calls.tick_recorders)
         self.calls.transfer_handler = self._transfer
+        # G2 (store wiring): call records, turns, caller memory, live sessions.
+        self.persistence = Persistence(lambda: self.config)
+        self.calls.observer = self.persistence
         self.calls.dtmf_handler = self._send_dtmf
         self._rest: Any = None
         self.twilio_stats = TwilioStats()
@@ -136,6 +140,8 @@ class Runtime:
             configure_default(new.openai)
 
     async def start(self, app: web.Application) -> None:
+        # G2: first, so an unreachable database stops the server before it takes calls.
+        await self.persistence.start()
         # The keyless brain is also every call's fallback: its prompts must be ready.
         await prerender(self.config.scripted)
         self.clock.start()
@@ -150,6 +156,7 @@ class Runtime:
         for call in list(self.calls.active.values()):
             call.leg.hang_up("server shutting down")
             await self.calls.close(call, "server shutting down")
+        await self.persistence.stop()  # G2: after the calls, so their ends are written
         await self.reloader.stop()
         await self.clock.stop()
         if self._rest is not None:
@@ -183,7 +190,7 @@ class Runtime:
                 "callsStarted": self.calls.started,
                 "callsEnded": self.calls.ended,
             },
-            "redis": {"configured": bool(cfg.sessions.redis_url), "connected": False},
+            **self.persistence.status(),  # G2: the "redis" and "store" blocks
             "brain": {"kind": cfg.brain_kind},
             "security": {"signatureValidation": cfg.twilio.validate_signatures},
             "media": {

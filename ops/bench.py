@@ -35,6 +35,7 @@ import resource
 import secrets
 import sys
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -373,7 +374,8 @@ class _Call(picows.WSListener):  # type: ignore[misc]
             if not self.hanging_up:
                 self.drop("server closed the stream")
             self.live = False
-            transport.send_close(frame.get_close_code())
+            if not transport.is_close_frame_sent:
+                transport.send_close(frame.get_close_code())
             transport.disconnect()
         elif kind not in _PING_PONG:  # binary or fragmented: Twilio would reject it
             self.protocol_errors += 1
@@ -505,7 +507,7 @@ class _Run:
     calls: list[_Call] = field(default_factory=list)
     slots: list[list[_Call]] = field(default_factory=lambda: [[] for _ in range(SLOTS)])
     failed: dict[str, int] = field(default_factory=dict)
-    send_lag_ms: list[float] = field(default_factory=list)
+    send_lag_ms: array[float] = field(default_factory=lambda: array("d"))
     window: tuple[float, float] = (math.inf, math.inf)
     stopping: bool = False
     ticks_skipped: int = 0

@@ -12,6 +12,7 @@ from aiohttp import web
 from ops import config as config_mod
 from ops import logs
 from ops.app import build_app
+from store.errors import StoreError
 
 log = logging.getLogger("leadline.server")
 
@@ -30,6 +31,11 @@ def serve(config_path: str | None = None) -> int:
                     "TWILIO_AUTH_TOKEN, or twilio.validate_signatures = false for local use")
     app = build_app(cfg, config_path)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(app, host=cfg.server.host, port=cfg.server.port, print=None,
-                access_log=None, handle_signals=True)
+    try:
+        web.run_app(app, host=cfg.server.host, port=cfg.server.port, print=None,
+                    access_log=None, handle_signals=True)
+    except StoreError as exc:  # e.g. PostgreSQL unreachable: say so, never fall back silently
+        log.error("cannot start: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0

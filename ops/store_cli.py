@@ -5,8 +5,9 @@
     leadline callers show NUMBER
     leadline calls list [--since ISO] [--limit N]
     leadline calls show CALL_SID
-Every command takes `--json`; database commands take `--database-url`
-(default: $LEADLINE_STORE_DATABASE_URL, else the [store] default). Exit codes:
+Every command takes `--json`; database commands take `--database-url`, else
+`--config FILE` (its [store] database_url, env overrides applied, so
+$LEADLINE_STORE_DATABASE_URL wins over the file), else the [store] default. Exit codes:
 0 ok, 1 not found, 2 error (message on stderr). Store modules are imported
 inside the handlers so the rest of the CLI stays quick to start.
 """
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from store.database import Database
     from store.models import Call
+    from store.settings import StoreSettings
 
 ENV_URL = "LEADLINE_STORE_DATABASE_URL"
 ENV_RETENTION = "LEADLINE_STORE_RETENTION_DAYS"
@@ -72,7 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _with_db(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--database-url", default=None,
-                        help=f"default: ${ENV_URL} or the [store] database_url")
+                        help=f"default: [store] database_url of --config (or ${ENV_URL})")
+    parser.add_argument("--config", default=None,
+                        help="TOML config file to read [store] from (env overrides apply)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -114,7 +118,10 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_db_purge(args: argparse.Namespace) -> int:
-    days = args.days if args.days is not None else _retention_days()
+    try:
+        days = args.days if args.days is not None else _store_settings(args).retention_days
+    except ValueError as exc:  # ConfigError
+        return _error(str(exc))
     if days <= 0:
         if args.json:
             _print_json({"turns": 0, "recordings": 0})
@@ -200,20 +207,17 @@ def cmd_calls_show(args: argparse.Namespace) -> int:
 def _database_url(args: argparse.Namespace) -> str:
     if args.database_url:
         return str(args.database_url)
-    if os.environ.get(ENV_URL):
-        return os.environ[ENV_URL]
-    from store.settings import StoreSettings
-
-    return StoreSettings().database_url
+    return _store_settings(args).database_url
 
 
-def _retention_days() -> int:
-    raw = os.environ.get(ENV_RETENTION)
-    if raw:
-        return int(raw)
-    from store.settings import StoreSettings
+def _store_settings(args: argparse.Namespace) -> StoreSettings:
+    """[store] as the server would see it: defaults ← --config file ← environment.
 
-    return StoreSettings().retention_days
+    Raises ConfigError (a ValueError) naming the bad file or key.
+    """
+    from ops import config
+
+    return config.load(getattr(args, "config", None)).store
 
 
 def _with_database(
@@ -227,7 +231,10 @@ def _with_database(
     from store.database import open_database
     from store.errors import StoreError
 
-    url = _database_url(args)
+    try:
+        url = _database_url(args)
+    except ValueError as exc:  # ConfigError
+        return _error(str(exc))
 
     async def main() -> int:
         if must_exist and url.lower().startswith("sqlite:"):

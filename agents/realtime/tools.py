@@ -81,6 +81,10 @@ class ToolContext:
     def send_dtmf(self, digits: str) -> None:
         self._output.send_dtmf(digits)
 
+    def caller_named(self, name: str) -> None:
+        """Remember the caller's name (stored off the hot path by the call's observer)."""
+        self._output.caller_named(name)
+
     def after_reply(self, action: Callable[[], None]) -> None:
         """Run `action` once the model's reply to this tool's result is complete."""
         self._after_reply(action)
@@ -325,7 +329,27 @@ def send_dtmf(
     return f"Sent DTMF {digits}."
 
 
-BUILTIN_TOOLS: tuple[Tool, ...] = (end_call, transfer_call, send_dtmf)
+@tool
+def capture_caller_name(
+    context: ToolContext,
+    name: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=100,
+            description="The caller's name as they said it, e.g. 'Maria Lopez'.",
+        ),
+    ],
+) -> str:
+    """Remember the caller's name once they tell you, so they are greeted by it next time."""
+    name = " ".join(name.split())
+    if not name:
+        raise ToolError("the name is empty")
+    context.caller_named(name)
+    return f"Saved the caller's name: {name}."
+
+
+BUILTIN_TOOLS: tuple[Tool, ...] = (end_call, transfer_call, send_dtmf, capture_caller_name)
 
 
 def build_registry(extra_paths: Iterable[str] = (), *, transfer: bool = True) -> ToolRegistry:

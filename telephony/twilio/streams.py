@@ -298,13 +298,13 @@ class StreamProtocol:
             self.fatal = True
         return ProtocolError(kind, detail[:200], self.fatal)
 
-    def _classify(self, data: bytes | str, exc: msgspec.DecodeError) -> ProtocolError:
+    def _classify(self, data: bytes | str, exc: Exception) -> ProtocolError:
         """Slow path: tell malformed JSON from an unknown event from bad fields."""
         if not isinstance(exc, msgspec.ValidationError):
             return self._fault(MALFORMED_JSON, str(exc))
         try:
             event = _probe_decoder.decode(data).event
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return self._fault(INVALID_MESSAGE, str(exc))
         if isinstance(event, str) and event in _INBOUND_EVENTS:
             return self._fault(INVALID_MESSAGE, str(exc))
@@ -323,7 +323,8 @@ class StreamProtocol:
             return self._fault(OVERSIZED, str(len(data)))
         try:
             msg = _inbound_decoder.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a string.
             return self._classify(data, exc)
 
         if type(msg) is _InMedia:  # the hot path, first and flat
@@ -639,12 +640,12 @@ def parse_server(data: bytes | str, max_bytes: int = 1 << 20) -> ServerMessage:
     except msgspec.ValidationError as exc:
         try:
             event = _probe_decoder.decode(data).event
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return ServerError(INVALID_MESSAGE, str(exc))
         if isinstance(event, str) and event in _SERVER_EVENTS:
             return ServerError(INVALID_MESSAGE, str(exc))
         return ServerError(UNKNOWN_EVENT, repr(event)[:64])
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return ServerError(MALFORMED_JSON, str(exc))
     if type(msg) is _SrvMedia:
         try:

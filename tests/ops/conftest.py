@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -23,9 +25,18 @@ class Server:
 
 async def start_server(env: Mapping[str, str], config_path: str | None = None
                        ) -> tuple[Server, web.AppRunner]:
-    base = {"LEADLINE_TWILIO_AUTH_TOKEN": AUTH_TOKEN, "LEADLINE_SERVER_RELOAD_POLL_S": "0.2"}
+    data = tempfile.mkdtemp(prefix="leadline-test-")  # never the repo's ./data
+    base = {"LEADLINE_TWILIO_AUTH_TOKEN": AUTH_TOKEN, "LEADLINE_SERVER_RELOAD_POLL_S": "0.2",
+            "LEADLINE_STORE_DATABASE_URL": f"sqlite:///{data}/leadline.db",
+            "LEADLINE_STORE_JOURNAL_DIR": f"{data}/journal",
+            "LEADLINE_SCRIPTED_MESSAGES_DIRECTORY": f"{data}/messages"}
     cfg = config_mod.load(config_path, environ={**base, **env})
     app = build_app(cfg, config_path)
+
+    async def _remove_data(_app: web.Application) -> None:
+        shutil.rmtree(data, ignore_errors=True)
+
+    app.on_cleanup.append(_remove_data)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

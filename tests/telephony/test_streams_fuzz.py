@@ -226,3 +226,14 @@ def test_valid_messages_in_any_order(script: list[tuple[str, bool, bytes]]) -> N
 @given(st.one_of(st.binary(max_size=300), st.text(max_size=300), twilioish().map(json.dumps)))
 def test_parse_server_never_raises(data: bytes | str) -> None:
     parse_server(data)
+
+
+def test_invalid_utf8_inside_a_json_string_is_a_counted_fault_not_a_crash():
+    from telephony.twilio.streams import StreamProtocol, parse_server
+
+    bad = b'{"event":"connected","protocol":"\x80","version":"1"}'
+    proto = StreamProtocol()
+    event = proto.receive(bad)
+    assert event is not None and event.kind == "malformed_json"
+    assert proto.errors["malformed_json"] == 1
+    assert parse_server(b'{"event":"clear","streamSid":"\xff"}').kind == "malformed_json"

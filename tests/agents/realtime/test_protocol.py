@@ -100,7 +100,8 @@ def test_connect_sends_ga_session_update_then_greeting() -> None:
     assert s["audio"]["output"]["format"] == {"type": "audio/pcmu"}
     assert s["audio"]["input"]["turn_detection"] is None
     assert s["audio"]["input"]["transcription"]["model"]
-    assert {t["name"] for t in s["tools"]} == {"end_call", "transfer_call", "send_dtmf"}
+    assert {t["name"] for t in s["tools"]} == {"end_call", "transfer_call", "send_dtmf",
+                                          "capture_caller_name"}
     assert "temperature" not in s
 
 

@@ -117,7 +117,8 @@ def test_registry_from_config_paths() -> None:
         ["tests.agents.realtime.test_tools:book", "tests.agents.realtime.test_tools.plain_tool"],
         transfer=False,
     )
-    assert [t.name for t in registry] == ["end_call", "send_dtmf", "book", "plain_tool"]
+    assert [t.name for t in registry] == ["end_call", "send_dtmf", "capture_caller_name",
+                                           "book", "plain_tool"]
     with pytest.raises(ValueError):
         registry.load("tests.agents.realtime.test_tools:book")  # registered twice
     with pytest.raises((ImportError, AttributeError)):

@@ -1,0 +1,567 @@
+"""The store wired into live calls: call records, every turn, caller memory, live sessions.
+
+`Persistence` is the `CallObserver` the composition root hands to the call
+manager. A call never waits on it: the only await on the call's path is the
+caller lookup before the greeting, which the call races against its 100 ms
+budget. Everything else returns at once:
+
+- turns go to the `TurnWriter` (one journal `write` per turn, SQL behind it,
+  replayed at the next start after a SIGKILL);
+- call records, caller bookkeeping and names go through a few ordered worker
+  lanes (one lane per call, chosen by its sid, so a call's start is written
+  before its end; bounded queues, so a stalled database costs memory only up
+  to a limit and then counted drops, never the call);
+- session updates (Redis, memory when Redis is away) go through lanes of their
+  own, so a slow SQL write never delays what other processes see in Redis.
+
+Caller memory follows the convention `CallContext.caller_name` carries to the
+brains: a name (returning caller: "Welcome back"), "" (known number without a
+name: the greeting asks for it), None (nothing known: the plain greeting).
+Names come from the brain's `capture_caller_name` tool and, second path, from
+`extract_name` over caller transcripts (a lone name counts right after the
+agent asked for it).
+
+Sessions are deleted when the call ends (the record lives on in SQL); their
+TTL (`session_timeout`) only cleans up after a process that died mid-call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import re
+import socket
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from agents.nlu.names import extract_name
+from ops.config import Config
+from store.database import Database, clean_name, open_database, redact_url
+from store.errors import StoreError
+from store.models import Turn, utcnow
+from store.phones import InvalidPhoneNumber, normalize_phone
+from store.sessions import MAX_CALL_ID, SessionStore
+from store.turn_writer import TurnWriter
+from telephony.calls import CallObserver
+
+if TYPE_CHECKING:
+    from telephony.call import Call
+
+log = logging.getLogger("leadline.persistence")
+
+# Ordered worker lanes per kind of work, and the jobs each may hold before drops.
+LANES = 4
+LANE_DEPTH = 5_000
+# How long stop() lets queued record/session writes finish.
+DRAIN_S = 5.0
+RETENTION_EVERY_S = 24 * 3600.0
+# A failing database is logged at most this often (every failure is counted).
+ERROR_LOG_EVERY_S = 60.0
+# Backoff of a write the database refused, and how often turn flushing is checked on.
+RETRY_MIN_S = 0.25
+RETRY_MAX_S = 5.0
+WATCH_EVERY_S = 1.0
+# Distinct bad caller numbers remembered so each is logged once.
+MAX_LOGGED_NUMBERS = 1_000
+# An agent line that asks for the caller's name: the next caller turn may be a lone name.
+_ASKS_NAME = re.compile(
+    r"\b(your (full |first )?name|who am i speaking|who('s| is) (calling|this))\b", re.I
+)
+
+Job = Callable[[], Awaitable[Any]]
+
+
+class _Lane:
+    """One worker running jobs in order; `put` never waits (a full lane refuses).
+
+    A job the database refuses (`StoreError`: disk full, connection lost) is
+    retried with backoff, holding back the jobs behind it, so a call's end is
+    never written before its start; other errors drop the job. Either way
+    `on_error` hears of it.
+    """
+
+    def __init__(self, name: str, depth: int, on_error: Callable[[BaseException], None]):
+        self.name = name
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(depth)
+        self._on_error = on_error
+        self.task: asyncio.Task[None] | None = None
+        self.retrying = False
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=self.name)
+
+    def put(self, job: Job) -> bool:
+        try:
+            self.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def _run(self) -> None:
+        queue = self.queue
+        while True:
+            job = await queue.get()
+            delay = RETRY_MIN_S
+            try:
+                while True:
+                    try:
+                        await job()
+                    except StoreError as exc:
+                        self._on_error(exc)
+                        self.retrying = True
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, RETRY_MAX_S)
+                        continue
+                    except Exception as exc:  # a bug or bad data: counted, logged, dropped
+                        self._on_error(exc)
+                    break
+            finally:
+                self.retrying = False
+                queue.task_done()
+
+    async def stop(self) -> int:
+        """Stop now; returns the jobs abandoned (drain first with `queue.join()`)."""
+        if self.task is None:
+            return 0
+        left = self.queue.qsize()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        self.task = None
+        return left
+
+
+class _CallState:
+    """What persistence keeps per live call (dropped when it ends)."""
+
+    __slots__ = ("brains", "fell_back", "name", "phone", "seq", "sessions", "started_wall",
+                 "wants_name")
+
+    def __init__(self, phone: str | None, started_wall: datetime, seq: int) -> None:
+        self.phone = phone
+        self.started_wall = started_wall
+        self.seq = seq
+        # The name stored for this caller (lookup or capture); extraction stops once set.
+        self.name: str | None = None
+        # The agent just asked for the name: the next caller turn may be only a name.
+        self.wants_name = False
+        self.fell_back = False
+        # Every brain that served the call (token usage is summed over them).
+        self.brains: list[Any] = []
+        # False when the call id cannot key a session (empty, braces, too long).
+        self.sessions = True
+
+
+class PersistenceStats(msgspec.Struct):
+    """Counters for /health and /metrics; mutable, owned by one Persistence."""
+
+    dropped_jobs: int = 0
+    failed_jobs: int = 0
+    invalid_numbers: int = 0
+    lookup_hits: int = 0
+    lookup_new: int = 0
+    lookup_timeouts: int = 0
+    lookup_errors: int = 0
+    names_captured: int = 0
+    purged_turns: int = 0
+    purged_recordings: int = 0
+    purge_failures: int = 0
+    last_purge_at: str = ""
+    last_error: str = ""
+
+
+class Persistence(CallObserver):
+    """Store, sessions and caller memory for every call of the process.
+
+    `config` is the config or a callable returning the current one (hot reload):
+    the database URL, journal, write-behind and Redis settings are read once at
+    `start` (changing them takes a restart); the retention is read live.
+    Hooks arriving outside `start` … `stop` are ignored.
+    """
+
+    def __init__(self, config: Config | Callable[[], Config]) -> None:
+        self._config: Callable[[], Config] = config if callable(config) else (lambda: config)
+        cfg = self._config()
+        self.database_url = cfg.store.database_url
+        self.db: Database | None = None
+        self.writer: TurnWriter | None = None
+        self.sessions = SessionStore(cfg.sessions)
+        self.stats = PersistenceStats()
+        self._sql = [_Lane(f"store-sql-{i}", LANE_DEPTH, self._job_failed) for i in range(LANES)]
+        self._live = [_Lane(f"store-sessions-{i}", LANE_DEPTH, self._job_failed)
+                      for i in range(LANES)]
+        self._calls: dict[Call, _CallState] = {}
+        self._logged_numbers: set[str] = set()
+        self._failing_until = 0.0
+        self._retention: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._started = False
+        self._server_id = f"{socket.gethostname()}:{os.getpid()}"
+
+    # -- life cycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the database (migrating it), replay the journal, connect sessions.
+
+        A database that cannot be opened raises `StoreError` naming it: the
+        server must not start without its store (and never falls back to
+        another backend by itself). Redis down is not an error: memory serves.
+        """
+        cfg = self._config()
+        shown = redact_url(self.database_url)
+        try:
+            self.db = await open_database(self.database_url)
+        except (StoreError, ValueError) as exc:
+            log.error("cannot open the store %s: %s; the server will not start", shown, exc)
+            raise
+        store = cfg.store
+        self.writer = TurnWriter(self.db, store.journal_dir, store.turn_batch_size,
+                                 store.turn_flush_interval_s)
+        try:
+            replayed = await self.writer.start()
+            await self.sessions.start()
+        except BaseException:
+            await self._close_store()
+            raise
+        for lane in (*self._sql, *self._live):
+            lane.start()
+        self._retention = asyncio.create_task(self._retention_loop(), name="store-retention")
+        self._watch = asyncio.create_task(self._watch_loop(), name="store-watch")
+        self._started = True
+        log.info("store open", extra={
+            "backend": self.db.backend, "database": shown, "replayed_turns": replayed,
+            "journal_dir": store.journal_dir, "redis": self.sessions.connected,
+        })
+
+    async def stop(self) -> None:
+        """Let queued writes finish (bounded), flush turns, close everything."""
+        if not self._started:
+            return
+        self._started = False
+        for task in (self._retention, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        lanes = (*self._sql, *self._live)
+        joins = [asyncio.ensure_future(lane.queue.join()) for lane in lanes]
+        _, late = await asyncio.wait(joins, timeout=DRAIN_S)
+        for join in late:
+            join.cancel()
+        abandoned = 0
+        for lane in lanes:
+            abandoned += await lane.stop()
+        if abandoned:
+            self.stats.dropped_jobs += abandoned
+            log.warning("store: %d queued writes abandoned at shutdown", abandoned)
+        await self.sessions.close()
+        await self._close_store()
+
+    async def _close_store(self) -> None:
+        if self.writer is not None:
+            await self.writer.close()
+        if self.db is not None:
+            await self.db.close()
+
+    # -- CallObserver ------------------------------------------------------------------
+
+    def call_started(self, call: Call) -> None:
+        if not self._started:
+            return
+        ctx = call.context
+        sid = ctx.call_sid
+        raw = ctx.from_number if ctx.direction == "inbound" else ctx.to_number
+        phone = self._phone(raw, sid)
+        # A replayed stream start replaces a live call of the same sid: continue its seq.
+        seq = max((s.seq for c, s in self._calls.items() if c.call_sid == sid), default=0)
+        state = _CallState(phone, utcnow(), seq)
+        state.brains.append(call.brain)
+        state.sessions = _session_key_ok(sid)
+        self._calls[call] = state
+        if not sid:
+            return
+        db = self.db
+        assert db is not None
+        self._sql_job(sid, functools.partial(
+            db.start_call, sid, direction=ctx.direction, from_number=ctx.from_number,
+            to_number=ctx.to_number, started_at=state.started_wall, brain=call.brain.kind))
+        if phone is not None:
+            self._sql_job(sid, functools.partial(db.upsert_caller_seen, phone,
+                                                 at=state.started_wall))
+        fields = {"from": ctx.from_number, "to": ctx.to_number, "direction": ctx.direction,
+                  "brain": call.brain.kind, "started": state.started_wall.isoformat(),
+                  "server": self._server_id}
+        self._session_job(state, sid, functools.partial(self.sessions.set_fields, sid, fields))
+
+    async def before_greeting(self, call: Call) -> None:
+        """Look the caller up (the call bounds this by its greeting budget)."""
+        state = self._calls.get(call)
+        db = self.db
+        if state is None or state.phone is None or db is None or call.context.caller_name:
+            return
+        try:
+            caller = await db.get_caller(state.phone)
+        except asyncio.CancelledError:
+            self.stats.lookup_timeouts += 1  # the greeting went ahead without the name
+            raise
+        except Exception as exc:
+            self.stats.lookup_errors += 1
+            self._note_error(exc, "caller lookup failed")
+            return
+        if caller is not None and caller.name:
+            self.stats.lookup_hits += 1
+            state.name = call.context.caller_name = caller.name
+            flag = "returning_caller"
+        else:
+            self.stats.lookup_new += 1
+            call.context.caller_name = ""
+            flag = "new_caller"
+        sid = call.call_sid
+        if sid:
+            self._session_job(state, sid, functools.partial(self.sessions.set_flag, sid, flag))
+
+    def transcript(self, call: Call, role: str, text: str) -> None:
+        state = self._calls.get(call)
+        writer = self.writer
+        if state is None or writer is None or not self._started:
+            return
+        sid = call.call_sid
+        if not sid:
+            return
+        self._note_brain(call, state)
+        writer.record(Turn(sid, state.seq, role, text, utcnow()))
+        state.seq += 1
+        self._session_job(state, sid, functools.partial(
+            self.sessions.append_transcript, sid, f"{role}: {text}"))
+        if role == "agent":
+            state.wants_name = state.name is None and _ASKS_NAME.search(text) is not None
+        elif role == "caller" and state.name is None and state.phone is not None:
+            after_question, state.wants_name = state.wants_name, False
+            name = extract_name(text, after_name_question=after_question)
+            if name:
+                call.caller_named(name)  # sets the context; comes back as caller_named
+
+    def caller_named(self, call: Call, name: str) -> None:
+        state = self._calls.get(call)
+        if state is None or not self._started:
+            return
+        try:
+            cleaned = clean_name(name)
+        except (TypeError, ValueError) as exc:
+            log.info("caller name refused: %s", exc, extra={"call_sid": call.call_sid})
+            return
+        if cleaned is None or cleaned == state.name:
+            return
+        state.name = cleaned
+        state.wants_name = False
+        self.stats.names_captured += 1
+        sid = call.call_sid
+        if state.phone is not None and self.db is not None:
+            self._sql_job(sid, functools.partial(self.db.set_caller_name, state.phone, cleaned))
+        if sid:
+            self._session_job(state, sid, functools.partial(
+                self.sessions.set_fields, sid, {"caller_name": cleaned}))
+
+    def call_ended(self, call: Call) -> None:
+        state = self._calls.pop(call, None)
+        if state is None or not self._started:
+            return
+        sid = call.call_sid
+        if not sid:
+            return
+        self._note_brain(call, state)
+        db = self.db
+        assert db is not None and self.writer is not None
+        if call.ended_at is not None:
+            ended = utcnow() - timedelta(seconds=max(0.0, time.monotonic() - call.ended_at))
+        else:
+            ended = utcnow()
+        tokens_in = tokens_out = 0
+        for brain in state.brains:
+            usage = getattr(brain, "usage", None)
+            tokens_in += int(getattr(usage, "input_tokens", 0) or 0)
+            tokens_out += int(getattr(usage, "output_tokens", 0) or 0)
+        has_usage = any(getattr(b, "usage", None) is not None for b in state.brains)
+        recording = call.recorder.path if call.recorder is not None else None
+        if state.fell_back:
+            kinds = "+".join(dict.fromkeys(b.kind for b in state.brains))
+            self._sql_job(sid, functools.partial(
+                db.start_call, sid, direction=call.context.direction,
+                from_number=call.context.from_number, to_number=call.context.to_number,
+                started_at=state.started_wall, brain=kinds))
+            self._sql_job(sid, functools.partial(
+                db.audit, "brain_fallback", call_sid=sid, detail={"brains": kinds}))
+        self._sql_job(sid, functools.partial(
+            db.end_call, sid, outcome=call.end_reason or None, ended_at=ended,
+            input_tokens=tokens_in if has_usage else None,
+            output_tokens=tokens_out if has_usage else None,
+            recording_path=recording))
+        self.writer.flush_soon()
+        self._session_job(state, sid, functools.partial(self.sessions.delete, sid))
+
+    # -- views -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """/health's "redis" and "store" blocks."""
+        s = self.stats
+        db = self.db
+        store: dict[str, Any] = {
+            "backend": db.backend if db is not None else None,
+            "database": redact_url(self.database_url),
+            "open": self._started,
+            "activeCalls": len(self._calls),
+            "queuedWrites": sum(lane.queue.qsize() for lane in self._sql),
+            "queuedSessionWrites": sum(lane.queue.qsize() for lane in self._live),
+            "failedWrites": s.failed_jobs,
+            "droppedWrites": s.dropped_jobs,
+            "writeErrors": db.stats.write_errors if db is not None else 0,
+            "lastError": s.last_error,
+            "lookups": {"returning": s.lookup_hits, "new": s.lookup_new,
+                        "timeouts": s.lookup_timeouts, "errors": s.lookup_errors,
+                        "invalidNumbers": s.invalid_numbers},
+            "namesCaptured": s.names_captured,
+            "retention": {"days": self._config().store.retention_days,
+                          "lastPurgeAt": s.last_purge_at or None,
+                          "purgedTurns": s.purged_turns,
+                          "removedRecordings": s.purged_recordings,
+                          "failures": s.purge_failures},
+        }
+        w = self.writer
+        if w is not None:
+            ws = w.stats
+            store["turns"] = {"recorded": ws.recorded, "flushed": ws.flushed,
+                              "pending": w.pending, "replayed": ws.replayed,
+                              "flushFailures": ws.flush_failures,
+                              "journalErrors": ws.journal_errors, "dropped": ws.dropped,
+                              "lastError": ws.last_error}
+        redis = self.sessions.status()
+        redis["sessions"]["active"] = sum(1 for st in self._calls.values() if st.sessions)
+        return {"redis": redis, "store": store}
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def purge_now(self) -> int:
+        """Apply the retention now (no-op when it is 0); returns the turns deleted."""
+        days = self._config().store.retention_days
+        db = self.db
+        if days <= 0 or db is None:
+            return 0
+        counts = await db.purge_older_than(days)
+        removed = await asyncio.to_thread(_remove_files, counts.recordings)
+        self.stats.purged_turns += counts.turns
+        self.stats.purged_recordings += removed
+        self.stats.last_purge_at = utcnow().isoformat()
+        if counts.turns or removed:
+            log.info("retention purge", extra={"days": days, "turns": counts.turns,
+                                               "recordings": removed})
+        return counts.turns
+
+    async def _retention_loop(self) -> None:
+        """At start, then daily; the setting is read each time (hot reload)."""
+        while True:
+            try:
+                await self.purge_now()
+            except Exception as exc:
+                self.stats.purge_failures += 1
+                self._note_error(exc, "retention purge failed")
+            await asyncio.sleep(RETENTION_EVERY_S)
+
+    async def _watch_loop(self) -> None:
+        """Say so when turns stop reaching SQL (the writer only counts), and when they
+        flow again; the turns themselves wait in the journal meanwhile."""
+        seen = 0
+        failing = False
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            writer = self.writer
+            if writer is None:
+                continue
+            failures = writer.stats.flush_failures
+            if failures > seen:
+                failing = True
+                self._note_error(StoreError(writer.stats.last_error),
+                                 "turns are not reaching SQL (they wait in the journal)")
+            elif failing and writer.pending == 0:
+                failing = False
+                log.warning("turns reach SQL again", extra={"failures": failures})
+            seen = failures
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _phone(self, raw: str, sid: str) -> str | None:
+        if not raw:
+            return None
+        try:
+            return normalize_phone(raw)
+        except InvalidPhoneNumber as exc:
+            self.stats.invalid_numbers += 1
+            if raw not in self._logged_numbers and len(self._logged_numbers) < MAX_LOGGED_NUMBERS:
+                self._logged_numbers.add(raw)
+                log.info("no caller memory for this number: %s", exc, extra={"call_sid": sid})
+            return None
+
+    def _note_brain(self, call: Call, state: _CallState) -> None:
+        brain = call.brain
+        if not any(b is brain for b in state.brains):
+            state.brains.append(brain)
+        if call.fell_back and not state.fell_back:
+            state.fell_back = True
+            sid = call.call_sid
+            self._session_job(state, sid, functools.partial(
+                self.sessions.set_flag, sid, "fell_back"))
+
+    def _lane(self, lanes: list[_Lane], sid: str) -> _Lane:
+        return lanes[zlib.crc32(sid.encode()) % len(lanes)]
+
+    def _sql_job(self, sid: str, job: Job) -> None:
+        if not self._lane(self._sql, sid).put(job):
+            self._dropped("SQL")
+
+    def _session_job(self, state: _CallState, sid: str, job: Job) -> None:
+        if not state.sessions:
+            return
+        if not self._lane(self._live, sid).put(job):
+            self._dropped("session")
+
+    def _dropped(self, what: str) -> None:
+        self.stats.dropped_jobs += 1
+        if self.stats.dropped_jobs == 1 or self.stats.dropped_jobs % 1000 == 0:
+            log.error("store: %s write queue full, %d writes dropped so far",
+                      what, self.stats.dropped_jobs)
+
+    def _job_failed(self, exc: BaseException) -> None:
+        self.stats.failed_jobs += 1
+        self._note_error(exc, "store write failed; the call goes on")
+
+    def _note_error(self, exc: BaseException, what: str) -> None:
+        """Log store failures at most once a minute (unexpected ones always), count all."""
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        if not isinstance(exc, StoreError):
+            log.error("%s", what, exc_info=exc)
+            return
+        now = time.monotonic()
+        if now >= self._failing_until:
+            self._failing_until = now + ERROR_LOG_EVERY_S
+            log.error("%s: %s", what, exc)
+
+
+def _session_key_ok(sid: str) -> bool:
+    """Whether the session store can key this call (it refuses others with ValueError)."""
+    return 0 < len(sid) <= MAX_CALL_ID and "{" not in sid and "}" not in sid
+
+
+def _remove_files(paths: list[str]) -> int:
+    removed = 0
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+            removed += 1
+    return removed
