@@ -4,7 +4,8 @@
 engine once over the streams of every call that received audio since the last
 tick (one batch, not one inference per call), (b) feeds each call's decisions
 and the tick into its `TurnMachine` and acts on the result, and (c) hands each
-call's due playout frames and marks to its sink. Between ticks the only
+call's due playout frames and marks to its sink, then `flush`es it once
+(one write per call per tick). Between ticks the only
 per-frame work is `CallMedia.receive`: decode μ-law for the VAD and append.
 
 VAD decisions are placed on the clock's timeline relative to the newest
@@ -62,7 +63,12 @@ class MediaSink(Protocol):
         """Send a Twilio mark right after the audio sent so far."""
 
     def send_clear(self) -> None:
-        """Flush the audio the carrier has buffered (barge-in)."""
+        """Flush the audio the carrier has buffered (barge-in). Goes out at once."""
+
+    def flush(self) -> None:
+        """Write out this tick's media and marks (one write per call per tick).
+
+        Optional: a sink without `flush` is taken to write through."""
 
     def speech_started(self) -> None:
         """The caller started a turn."""
@@ -103,6 +109,7 @@ class CallMedia:
         "_closed",
         "_engine",
         "_fed",
+        "_flush",
         "_got_audio",
         "_max_pending",
         "_pending",
@@ -134,6 +141,7 @@ class CallMedia:
     ) -> None:
         self._engine = engine
         self.sink = sink
+        self._flush: Callable[[], None] | None = getattr(sink, "flush", None)
         self.key = key
         self._clock = clock
         self.turns = TurnMachine(vad_settings)
@@ -266,6 +274,8 @@ class CallMedia:
                     sent += 1
                 if mark is not None:
                     sink.send_mark(mark)
+            if self._flush is not None:
+                self._flush()
             self.frames_out += sent
             self._engine.frames_out += sent
         if playout.underruns != underruns:

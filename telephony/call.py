@@ -34,6 +34,7 @@ class Leg(Protocol):
     def send_media(self, ulaw_frame: bytes) -> bool: ...
     def send_mark(self, name: str) -> bool: ...
     def send_clear(self) -> bool: ...
+    def flush(self) -> None: ...
     def hang_up(self, reason: str) -> None: ...
 
 
@@ -202,6 +203,9 @@ class Call(BrainOutput):
 
     def send_clear(self) -> None:
         self.leg.send_clear()
+
+    def flush(self) -> None:
+        self.leg.flush()
 
     def speech_started(self) -> None:
         pass

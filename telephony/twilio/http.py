@@ -1,8 +1,10 @@
 """aiohttp handlers for Twilio: the voice webhook, the Media Streams socket, stream status.
 
 Thin shells: signatures come from `signature`, TwiML from `twiml`, the stream
-protocol from `streams`; calls from `telephony.calls`. One coroutine per call
-reads the socket; outbound frames leave through a non-blocking `FrameWriter`.
+protocol from `streams`; calls from `telephony.calls`. Inbound messages are
+dispatched synchronously as aiohttp parses them (`fastws`), with a plain
+`async for` loop as the fallback; outbound frames leave through a non-blocking
+`FrameWriter`, batched to one write per call per tick.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from agents.brain import CallContext
 from telephony.call import Call
 from telephony.calls import CallManager
 from telephony.settings import TwilioSettings
-from telephony.twilio import streams
+from telephony.twilio import fastws, streams
 from telephony.twilio.signature import SignatureChecker
 from telephony.twilio.twiml import connect_stream_twiml, say_hangup_twiml
 from telephony.wsframe import FrameWriter
@@ -29,6 +31,10 @@ log = logging.getLogger("leadline.twilio")
 MEDIA_PATH = "/twilio/media"
 VOICE_PATH = "/twilio/voice"
 STATUS_PATH = "/twilio/stream-status"
+
+
+# How a `fastws.MessagePump` ends by itself; anything else is a hang-up reason.
+_PUMP_ENDS = frozenset({"peer closed", "eof", "error", "handler error", "stopped"})
 
 
 class TwilioStats:
@@ -44,34 +50,103 @@ class TwilioStats:
 
 
 class MediaStreamLeg:
-    """The Twilio side of a call, as `telephony.call.Leg`."""
+    """The Twilio side of a call, as `telephony.call.Leg`.
 
-    __slots__ = ("_closing", "_ws", "outbound", "writer")
+    Media and marks are batched and leave in one write per `flush` (the media
+    engine flushes each call once per tick); a clear goes out at once.
+    """
 
-    def __init__(self, ws: web.WebSocketResponse, writer: FrameWriter, stream_sid: str) -> None:
+    __slots__ = ("_closing", "_stop", "_ws", "outbound", "writer")
+
+    def __init__(self, ws: web.WebSocketResponse, writer: FrameWriter, stream_sid: str,
+                 stop: Callable[[str], None] | None = None) -> None:
         self._ws = ws
         self.writer = writer
         self.outbound = streams.Outbound(stream_sid)
         self._closing = False
+        self._stop = stop  # ends the fast-path pump; None on the `async for` path
 
     def send_media(self, ulaw_frame: bytes) -> bool:
-        if self.writer.send(self.outbound.media(ulaw_frame)):
+        if self.writer.queue(self.outbound.media(ulaw_frame)):
             return True
         if self.writer.overflowed:  # the peer stopped reading: its call only
             self.hang_up("slow peer")
         return False
 
     def send_mark(self, name: str) -> bool:
-        return self.writer.send(self.outbound.mark(name))
+        return self.writer.queue(self.outbound.mark(name))
 
     def send_clear(self) -> bool:
         return self.writer.send(self.outbound.clear())
+
+    def flush(self) -> None:
+        self.writer.flush()
 
     def hang_up(self, reason: str) -> None:
         """Closing the stream ends `<Connect>`; with no TwiML after it, Twilio hangs up."""
         if not self._closing:
             self._closing = True
-            asyncio.get_running_loop().create_task(self._ws.close(message=reason[:100].encode()))
+            if self._stop is not None:  # the handler closes the socket as it ends
+                self._stop(reason)
+            else:
+                asyncio.get_running_loop().create_task(
+                    self._ws.close(message=reason[:100].encode()))
+
+
+class _MediaSession:
+    """What one Media Stream socket has seen, and the dispatch of its messages.
+
+    `handle` is called once per inbound message, synchronously, by either
+    path (the fast pump or the `async for` loop); False means stop reading.
+    """
+
+    __slots__ = ("call", "logged", "protocol", "reason", "routes", "stop", "writer", "ws")
+
+    def __init__(self, routes: TwilioRoutes, ws: web.WebSocketResponse, writer: FrameWriter,
+                 protocol: streams.StreamProtocol) -> None:
+        self.routes = routes
+        self.ws = ws
+        self.writer = writer
+        self.protocol = protocol
+        self.call: Call | None = None
+        self.reason = "stream closed"
+        self.logged: set[str] = set()
+        self.stop: Callable[[str], None] | None = None
+
+    def handle(self, data: bytes) -> bool:
+        event = self.protocol.receive(data)
+        kind = type(event)
+        call = self.call
+        if kind is streams.Media:
+            if call is not None:
+                call.caller_audio(event.audio)  # type: ignore[union-attr]
+        elif kind is streams.Mark:
+            if call is not None:
+                call.mark_played(event.name)  # type: ignore[union-attr]
+        elif kind is streams.ProtocolError:
+            self.routes._count_error(self.protocol, event.kind, self.logged,  # type: ignore[union-attr]
+                                     event.detail)  # type: ignore[union-attr]
+            if event.fatal:  # type: ignore[union-attr]
+                self.reason = f"protocol error: {event.kind}"  # type: ignore[union-attr]
+                return False
+        elif kind is streams.Dtmf:
+            if call is not None:
+                call.caller_dtmf(event.digit)  # type: ignore[union-attr]
+        elif kind is streams.Start:
+            self.call = self.routes._open(event, self.ws, self.writer,  # type: ignore[arg-type]
+                                          self.stop)
+            if self.call is None:
+                self.reason = "busy"
+                return False
+        elif kind is streams.Stop:
+            self.reason = "caller hung up"
+            return False
+        return not self.writer.overflowed
+
+    def socket_error(self, exc: BaseException | None) -> None:
+        self.reason = "socket error"
+        self.routes._count_error(self.protocol, "oversized" if "size" in str(exc) else
+                                 "malformed_json", self.logged, str(exc))
 
 
 def _public_host(request: web.Request, settings: TwilioSettings) -> str:
@@ -180,65 +255,62 @@ class TwilioRoutes:
         )
         await ws.prepare(request)
         self.stats.streams_opened += 1
-        writer = FrameWriter(request.transport)
-        protocol = streams.StreamProtocol(settings.max_message_bytes)
-        call: Call | None = None
-        reason = "stream closed"
-        logged: set[str] = set()
+        session = _MediaSession(self, ws, FrameWriter(request.transport),
+                                streams.StreamProtocol(settings.max_message_bytes))
+        fastws.announce()
+        close: tuple[int, bytes] = (WSCloseCode.OK, b"")
         try:
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
-                    event = protocol.receive(msg.data)
-                elif msg.type is WSMsgType.ERROR:
-                    reason = "socket error"
-                    self._count_error(
-                        protocol,
-                        "oversized" if "size" in str(ws.exception()) else "malformed_json",
-                        logged,
-                        str(ws.exception()),
-                    )
-                    break
-                else:
-                    continue
-                kind = type(event)
-                if kind is streams.Media:
-                    if call is not None:
-                        call.caller_audio(event.audio)  # type: ignore[union-attr]
-                elif kind is streams.Mark:
-                    if call is not None:
-                        call.mark_played(event.name)  # type: ignore[union-attr]
-                elif kind is streams.ProtocolError:
-                    self._count_error(protocol, event.kind, logged, event.detail)  # type: ignore[union-attr]
-                    if event.fatal:  # type: ignore[union-attr]
-                        reason = f"protocol error: {event.kind}"  # type: ignore[union-attr]
-                        break
-                elif kind is streams.Dtmf:
-                    if call is not None:
-                        call.caller_dtmf(event.digit)  # type: ignore[union-attr]
-                elif kind is streams.Start:
-                    call = self._open(event, ws, writer)  # type: ignore[arg-type]
-                    if call is None:
-                        reason = "busy"
-                        break
-                elif kind is streams.Stop:
-                    reason = "caller hung up"
-                    break
-                if writer.overflowed:
-                    break
+            if fastws.FAST_PATH:
+                close = await self._pump(request, ws, settings.max_message_bytes, session)
+            else:
+                await self._read_loop(ws, session)
         except Exception:
-            reason = "handler error"
-            log.exception("media stream handler failed", extra={"call_sid": protocol.call_sid})
+            session.reason = "handler error"
+            log.exception("media stream handler failed",
+                          extra={"call_sid": session.protocol.call_sid})
         finally:
-            if writer.overflowed:
+            if session.writer.overflowed:
                 self.stats.slow_peers += 1
-                reason = "slow peer"
+                session.reason = "slow peer"
                 log.warning("peer stopped reading; dropping call",
-                            extra={"call_sid": protocol.call_sid})
+                            extra={"call_sid": session.protocol.call_sid})
+            call = session.call
             if call is not None:
-                await self.calls.close(call, call.hangup_reason or reason)
+                await self.calls.close(call, call.hangup_reason or session.reason)
             if not ws.closed:
-                await ws.close()
+                await ws.close(code=close[0], message=close[1])
         return ws
+
+    async def _pump(self, request: web.Request, ws: web.WebSocketResponse, max_size: int,
+                    session: _MediaSession) -> tuple[int, bytes]:
+        """Fast path: messages are dispatched inside `data_received`; wait for the end."""
+        pump = fastws.MessagePump(ws, request, session.handle, max_size)
+        session.stop = pump.stop
+        pump.install()
+        how = await pump.finished
+        if how == "error":
+            session.socket_error(pump.error)
+            code = getattr(pump.error, "code", None)
+            return (code if isinstance(code, int) else WSCloseCode.PROTOCOL_ERROR), b""
+        if how == "handler error":
+            session.reason = "handler error"
+            log.error("media stream handler failed", exc_info=pump.error,
+                      extra={"call_sid": session.protocol.call_sid})
+            return WSCloseCode.INTERNAL_ERROR, b""
+        if how in _PUMP_ENDS:
+            return WSCloseCode.OK, b""
+        return WSCloseCode.OK, how[:100].encode()  # our hang-up: its reason
+
+    async def _read_loop(self, ws: web.WebSocketResponse, session: _MediaSession) -> None:
+        """Fallback when aiohttp's internals are not as `fastws` expects: a wake-up per message."""
+        handle = session.handle
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                if not handle(msg.data):
+                    break
+            elif msg.type is WSMsgType.ERROR:
+                session.socket_error(ws.exception())
+                break
 
     def _count_error(
         self, protocol: streams.StreamProtocol, kind: str, logged: set[str], detail: str
@@ -252,7 +324,8 @@ class TwilioRoutes:
             )
 
     def _open(
-        self, start: streams.Start, ws: web.WebSocketResponse, writer: FrameWriter
+        self, start: streams.Start, ws: web.WebSocketResponse, writer: FrameWriter,
+        stop: Callable[[str], None] | None = None,
     ) -> Call | None:
         if self.calls.full:
             self.stats.rejected_busy += 1
@@ -267,5 +340,5 @@ class TwilioRoutes:
             else "inbound",
             parameters=params,
         )
-        leg = MediaStreamLeg(ws, writer, start.stream_sid)
+        leg = MediaStreamLeg(ws, writer, start.stream_sid, stop)
         return self.calls.open(context, leg)

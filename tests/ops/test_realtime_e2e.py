@@ -165,6 +165,9 @@ class _Leg:
     def send_mark(self, name: str) -> bool:
         return True
 
+    def flush(self) -> None:
+        pass
+
     def send_clear(self) -> bool:
         return True
 

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from media.engine import MediaEngine
+from media.settings import MediaSettings, VadSettings
+from media.vad.base import VadEngine, VadStream
+from telephony.twilio.http import MediaStreamLeg
 from telephony.wsframe import FrameWriter, text_frame_header
+from tests.audio import speech_ulaw
 
 
 class FakeTransport:
@@ -56,3 +62,148 @@ def test_closed_transport_is_refused():
     assert not w.send(b"x")
     assert not w.overflowed
     assert not FrameWriter(None).send(b"x")
+
+
+# --- one write per call per tick ------------------------------------------------------
+
+
+def _frames(data: bytes) -> list[bytes]:
+    """Split a write into its text-frame payloads (server frames: unmasked)."""
+    out = []
+    while data:
+        assert data[0] == 0x81
+        n, start = data[1], 2
+        if n == 126:
+            n, start = int.from_bytes(data[2:4], "big"), 4
+        out.append(data[start:start + n])
+        data = data[start + n:]
+    return out
+
+
+def test_queued_frames_leave_in_one_write_on_flush():
+    t = FakeTransport()
+    w = FrameWriter(t)  # type: ignore[arg-type]
+    assert w.queue(b'{"event":"media"}')
+    assert w.queue(b'{"event":"mark"}')
+    assert t.written == []
+    w.flush()
+    assert len(t.written) == 1
+    assert _frames(t.written[0]) == [b'{"event":"media"}', b'{"event":"mark"}']
+    assert (w.frames, w.writes) == (2, 1)
+    w.flush()  # nothing queued: no write
+    assert len(t.written) == 1
+
+
+def test_send_goes_out_at_once_after_what_is_queued():
+    t = FakeTransport()
+    w = FrameWriter(t)  # type: ignore[arg-type]
+    w.queue(b"media")
+    assert w.send(b"clear")
+    assert [_frames(x) for x in t.written] == [[b"media", b"clear"]]  # order kept, one write
+
+
+def test_overflow_is_checked_when_a_batch_starts():
+    t = FakeTransport(buffered=10_000)
+    w = FrameWriter(t, limit=4096)  # type: ignore[arg-type]
+    assert not w.queue(b"x")
+    assert w.overflowed
+    w.flush()
+    assert t.written == []
+
+
+def test_a_writer_never_flushed_stays_bounded():
+    t = FakeTransport()
+    w = FrameWriter(t)  # type: ignore[arg-type]
+    for _ in range(1000):
+        assert w.queue(b"m")
+    assert len(w._pending) <= 2 * 64
+    w.flush()
+    assert sum(len(_frames(x)) for x in t.written) == 1000
+
+
+def test_frames_queued_for_a_closed_peer_are_dropped():
+    t = FakeTransport()
+    w = FrameWriter(t)  # type: ignore[arg-type]
+    w.queue(b"m")
+    t.closing = True
+    w.flush()
+    assert t.written == [] and w._pending == []
+
+
+class _Vad(VadEngine):
+    """No decisions: these tests are about what leaves, not about turns."""
+
+    name = "none"
+    window_samples = 160
+
+    class _Stream(VadStream):
+        window_samples = 160
+
+        def feed(self, pcm16: bytes) -> None: ...
+        def take_decisions(self) -> list[tuple[int, bool, float]]:
+            return []
+
+        def reset(self) -> None: ...
+
+    def new_stream(self) -> VadStream:
+        return self._Stream()
+
+    def process(self, streams) -> int:  # type: ignore[no-untyped-def]
+        return 0
+
+    def configure(self, threshold: float, min_volume: int) -> None: ...
+
+
+class _Sink:
+    """The call's MediaSink, reduced to the leg it delegates to (as `Call` does)."""
+
+    def __init__(self, leg: MediaStreamLeg) -> None:
+        self.leg = leg
+
+    def send_media(self, frame: bytes) -> None:
+        self.leg.send_media(frame)
+
+    def send_mark(self, name: str) -> None:
+        self.leg.send_mark(name)
+
+    def send_clear(self) -> None:
+        self.leg.send_clear()
+
+    def flush(self) -> None:
+        self.leg.flush()
+
+    def speech_started(self) -> None: ...
+    def end_of_turn(self, info: object) -> None: ...
+    def barge_in(self, item_id: str | None, heard_ms: int) -> None: ...
+    def playout_idle(self) -> None: ...
+
+
+def test_engine_tick_makes_one_write_per_call_carrying_media_and_mark():
+    now = [0.0]
+    engine = MediaEngine(_Vad(), VadSettings(), MediaSettings(mark_interval_ms=40, lead_frames=2),
+                         clock_now=lambda: now[0])
+    t = FakeTransport()
+    leg = MediaStreamLeg(None, FrameWriter(t), "MZ" + "1" * 32)  # type: ignore[arg-type]
+    media = engine.add_call(_Sink(leg))
+    speech = speech_ulaw("One write per tick.")
+    media.agent_audio("item-1", speech)
+    media.agent_done("item-1")
+    writes_per_tick = []
+    for _ in range(len(speech) // 160 + 20):
+        before = len(t.written)
+        now[0] += 20.0
+        engine.tick(now[0], 1)
+        writes_per_tick.append(len(t.written) - before)
+    assert engine.call_errors == 0
+    assert set(writes_per_tick) <= {0, 1}  # never more than one syscall per call per tick
+    kinds = [[msgspec.json.decode(f)["event"] for f in _frames(w)] for w in t.written]
+    assert sum(k.count("media") for k in kinds) == -(-len(speech) // 160)  # tail padded
+    assert ["media", "mark"] in kinds  # a mark rides in the same write as its frame
+    # A barge-in's clear does not wait for the next tick.
+    media.agent_audio("item-2", speech)
+    now[0] += 20.0
+    engine.tick(now[0], 1)
+    count = len(t.written)
+    assert media.interrupt()
+    assert len(t.written) == count + 1
+    assert [msgspec.json.decode(f)["event"] for f in _frames(t.written[-1])] == ["clear"]
