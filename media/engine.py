@@ -44,8 +44,12 @@ _decode = ulaw.decode
 _MS_PER_SAMPLE = 1000.0 / ulaw.SAMPLE_RATE
 _LOG_INTERVAL_MS = 60_000.0
 # Histogram buckets exported to Prometheus.
-LATENCY_BOUNDS_MS = (25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 500.0, 600.0, 750.0,
-                     1000.0, 1500.0, 2000.0, 3000.0)
+# End of turn: ms beyond vad.stop_ms (target: ≤ 25 ms p99).
+END_OF_TURN_BOUNDS_MS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 75.0,
+                         100.0, 200.0, 500.0)
+# Barge-in: speech onset to clear (target: ≤ 150 ms p95).
+BARGE_IN_BOUNDS_MS = (50.0, 75.0, 100.0, 110.0, 120.0, 130.0, 140.0, 150.0, 175.0, 200.0,
+                      250.0, 300.0, 500.0, 1000.0)
 TICK_BOUNDS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 
 
@@ -289,7 +293,8 @@ class CallMedia:
             if type(action) is EndOfTurn:
                 self.end_of_turns += 1
                 engine.end_of_turns += 1
-                engine.end_of_turn_latency_ms.add(action.silence_ms)
+                engine.end_of_turn_latency_ms.add(
+                    action.silence_ms - self.turns.settings.stop_ms)
                 self.sink.end_of_turn(action)
             elif type(action) is BargeIn:
                 engine.barge_in_latency_ms.add(action.at_ms - action.onset_ms)
@@ -365,8 +370,9 @@ class MediaEngine:
         # Recent samples, bounded. End of turn: end of the last speech window →
         # decision (EndOfTurn.silence_ms, so stop_ms included). Barge-in: speech
         # onset → decision.
-        self.end_of_turn_latency_ms = SampleRing(sample_window, LATENCY_BOUNDS_MS)
-        self.barge_in_latency_ms = SampleRing(sample_window, LATENCY_BOUNDS_MS)
+        # End-of-turn commit latency beyond the configured silence, and barge-in latency.
+        self.end_of_turn_latency_ms = SampleRing(sample_window, END_OF_TURN_BOUNDS_MS)
+        self.barge_in_latency_ms = SampleRing(sample_window, BARGE_IN_BOUNDS_MS)
         self.tick_seconds = SampleRing(sample_window, TICK_BOUNDS_S)
 
     # -- calls -----------------------------------------------------------

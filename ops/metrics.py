@@ -141,7 +141,6 @@ class RuntimeCollector(Collector):
         if seconds is not None:
             yield CounterMetricFamily("leadline_vad_inference_seconds",
                                       "Time spent in VAD inference", value=seconds)
-        stop_ms = rt.config.vad.stop_ms
         yield _histogram("leadline_frame_processing_seconds",
                          "Media tick processing time: one 20 ms frame of every call",
                          engine.tick_seconds)
@@ -149,7 +148,7 @@ class RuntimeCollector(Collector):
                          "How late the media clock started each 20 ms tick",
                          rt.clock.lag_ring, 0.001)
         yield _histogram("leadline_end_of_turn_seconds",
-                         "Caller speech end to turn commit (includes vad.stop_ms)",
+                         "Turn commit latency beyond vad.stop_ms of silence",
                          engine.end_of_turn_latency_ms, 0.001)
         yield _histogram("leadline_barge_in_seconds",
                          "Caller speech onset to barge-in (clear sent)",
@@ -160,7 +159,7 @@ class RuntimeCollector(Collector):
                          rt.clock.lag_samples(), 0.001)
         yield _quantiles("leadline_end_of_turn_over_silence_recent_seconds",
                          "End-of-turn latency beyond vad.stop_ms, quantiles, recent",
-                         [v - stop_ms for v in engine.end_of_turn_latency_ms.values()], 0.001)
+                         engine.end_of_turn_latency_ms.values(), 0.001)
         pe = CounterMetricFamily("leadline_protocol_errors",
                                  "Media Streams protocol errors, by kind", labels=["kind"])
         for kind, n in tw.protocol_errors.items():
