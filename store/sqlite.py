@@ -152,9 +152,11 @@ class SqliteDatabase(Database):
                 yield conn
                 await conn.execute("COMMIT")
             except BaseException as exc:
-                if conn.in_transaction:
-                    with contextlib.suppress(Exception):
-                        await conn.execute("ROLLBACK")
+                # Unconditionally: a task cancelled while BEGIN was queued on the
+                # connection's thread sees in_transaction False, yet BEGIN runs after;
+                # the ROLLBACK queued behind it keeps the next BEGIN from failing.
+                with contextlib.suppress(Exception):
+                    await conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error) and not isinstance(exc, _NOT_STORAGE):
                     self.stats.write_errors += 1
                     self.stats.last_write_error = f"{type(exc).__name__}: {exc}"
