@@ -30,7 +30,7 @@ from importlib import resources
 import numpy as np
 import onnxruntime as ort
 
-from media.vad.base import VadEngine, VadStream
+from media.vad.base import BufferedStream, VadEngine, VadStream
 from media.vad.energy import EnergyGate, check_tuning
 
 SAMPLE_RATE = 8000
@@ -64,49 +64,20 @@ def new_session() -> ort.InferenceSession:
 # ~320 ms of gated silence ends whatever the model remembered of earlier speech.
 RESET_AFTER_GATED_WINDOWS = 10
 
-class SileroStream(VadStream):
+class SileroStream(BufferedStream):
     """One call's pending audio (context + bounded windows) and recurrent state."""
 
     window_samples = WINDOW_SAMPLES
 
-    __slots__ = (
-        "_buf", "_consumed", "_decisions", "_gated_run", "_max_bytes", "_state",
-        "dropped_windows",
-    )
+    __slots__ = ("_gated_run", "_state")
 
     def __init__(self, max_buffer_samples: int) -> None:
-        # Head of the buffer: the previous window's last 32 samples (zeros at start).
-        self._buf = bytearray(CONTEXT_BYTES)
-        self._max_bytes = CONTEXT_BYTES + max_buffer_samples * 2
+        # Head of the buffer: the previous window's last 32 samples (zeros at start);
+        # dropped windows leave the last 32 samples of what went as the new context.
+        super().__init__(max_buffer_samples, head_bytes=CONTEXT_BYTES)
         self._state = np.zeros((2, STATE_SIZE), dtype=np.float32)
-        self._decisions: list[tuple[int, bool, float]] = []
-        # Samples of the timeline before the current window (decided or dropped).
-        self._consumed = 0
-        # Whole windows thrown away because the engine fell behind.
-        self.dropped_windows = 0
         # Consecutive windows decided silent by the energy gate.
         self._gated_run = 0
-
-    def feed(self, pcm16: bytes) -> None:
-        if len(pcm16) & 1:
-            raise ValueError("PCM16 must have an even number of bytes")
-        buf = self._buf
-        buf += pcm16
-        if len(buf) > self._max_bytes:
-            # Oldest whole windows go; the last 32 samples of what went stay as
-            # the context of the window that is now first.
-            windows = -(-(len(buf) - self._max_bytes) // WINDOW_BYTES)
-            del buf[: windows * WINDOW_BYTES]
-            self._consumed += windows * WINDOW_SAMPLES
-            self.dropped_windows += windows
-
-    def take_decisions(self) -> list[tuple[int, bool, float]]:
-        decisions = self._decisions
-        if decisions:
-            self._decisions = []
-        else:
-            decisions = []
-        return decisions
 
     def reset(self) -> None:
         # Buffered audio is forgotten, not unheard: the timeline moves past it.

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import webrtcvad
 
-from media.vad.base import VadEngine, VadStream
+from media.vad.base import BufferedStream, VadEngine, VadStream
 from media.vad.energy import EnergyGate, check_tuning
 
 SAMPLE_RATE = 8000
@@ -34,53 +34,17 @@ def aggressiveness(threshold: float) -> int:
     return 3
 
 
-class WebRtcStream(VadStream):
+class WebRtcStream(BufferedStream):
     """One call's pending audio (bounded) and its libwebrtc detector."""
 
     window_samples = WINDOW_SAMPLES
 
-    __slots__ = (
-        "_buf",
-        "_consumed",
-        "_decisions",
-        "_max_bytes",
-        "_mode",
-        "_vad",
-        "dropped_windows",
-    )
+    __slots__ = ("_mode", "_vad")
 
     def __init__(self, mode: int, max_buffer_samples: int) -> None:
-        self._buf = bytearray()
-        self._max_bytes = max_buffer_samples * 2
+        super().__init__(max_buffer_samples)
         self._vad = webrtcvad.Vad(mode)
         self._mode = mode
-        self._decisions: list[tuple[int, bool, float]] = []
-        # Samples of this stream's timeline before the buffer's first byte
-        # (decided or dropped), so decisions keep true positions across drops.
-        self._consumed = 0
-        # Whole windows thrown away because the engine fell behind.
-        self.dropped_windows = 0
-
-    def feed(self, pcm16: bytes) -> None:
-        if len(pcm16) & 1:
-            raise ValueError("PCM16 must have an even number of bytes")
-        buf = self._buf
-        buf += pcm16
-        if len(buf) > self._max_bytes:
-            # Drop the oldest whole windows: the window grid stays aligned and
-            # the latest audio, the part a turn decision needs, survives.
-            windows = -(-(len(buf) - self._max_bytes) // WINDOW_BYTES)
-            del buf[: windows * WINDOW_BYTES]
-            self._consumed += windows * WINDOW_SAMPLES
-            self.dropped_windows += windows
-
-    def take_decisions(self) -> list[tuple[int, bool, float]]:
-        decisions = self._decisions
-        if decisions:
-            self._decisions = []
-        else:
-            decisions = []
-        return decisions
 
     def reset(self) -> None:
         # Buffered audio is forgotten, not unheard: the timeline moves past it.

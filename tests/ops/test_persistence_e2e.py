@@ -283,19 +283,6 @@ async def test_scripted_brain_welcomes_back_asks_new_callers_and_greets_unknowns
 # --- live sessions in Redis --------------------------------------------------------------
 
 
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    """A key prefix of our own on Redis db 15; its keys are deleted afterwards."""
-    prefix = f"test:{uuid.uuid4().hex[:10]}:"
-    yield prefix
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
 
 @pytest.fixture
 async def redis_link() -> AsyncIterator[TcpLink]:

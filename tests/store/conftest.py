@@ -70,20 +70,6 @@ async def db(db_url: str) -> AsyncIterator[Database]:
         await database.close()
 
 
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    """A key prefix of our own on Redis db 15; its keys are deleted afterwards."""
-    prefix = f"test:{uuid.uuid4().hex[:10]}:"
-    yield prefix
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
 class TcpLink:
     """A TCP proxy in front of Redis that a test can cut and restore on the same port:
     to the client this is Redis going away (connections reset, port closed) and coming
