@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from agents.chat.settings import SmsSettings
 from agents.settings import BrainSettings, OpenAISettings, ScriptedSettings
 from media.settings import MediaSettings, RecordingSettings, VadSettings
 from store.settings import SessionsSettings, StoreSettings
@@ -28,7 +29,7 @@ ENV_ALIASES = {
     "TWILIO_ACCOUNT_SID": ("twilio", "account_sid"),
     "OPENAI_API_KEY": ("openai", "api_key"),
 }
-SECRET_KEYS = {("twilio", "auth_token"), ("openai", "api_key")}
+SECRET_KEYS = {("twilio", "auth_token"), ("openai", "api_key"), ("sms", "llm_api_key")}
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     openai: OpenAISettings = msgspec.field(default_factory=OpenAISettings)
     sessions: SessionsSettings = msgspec.field(default_factory=SessionsSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    sms: SmsSettings = msgspec.field(default_factory=SmsSettings)
 
     @property
     def brain_kind(self) -> Literal["scripted", "openai"]:

@@ -1,0 +1,1 @@
+"""The text conversation agent for SMS (and email): intent, decision, reply."""

@@ -1,0 +1,82 @@
+"""Tunables of the text channel: the `[sms]` section.
+
+Declared in agents/ because the SMS agent (agents/chat) and the SMS transport
+(sms/) both read it, and sms/ may import agents/ but not the reverse.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+# Intents that get a templated reply when no LLM answers (or its answer is rejected).
+TEMPLATE_INTENTS = (
+    "question", "interested", "booking", "not_interested", "wrong_number", "unknown",
+)
+
+
+def _default_templates() -> dict[str, str]:
+    return {
+        "question": (
+            "Thanks for your question, {first_name}! Someone from {business_name} "
+            "will get back to you shortly."
+        ),
+        "interested": (
+            "Great to hear, {first_name}! You can pick a time that suits you here: "
+            "{booking_url}"
+        ),
+        "booking": "Happy to set that up, {first_name}. Choose any open slot here: {booking_url}",
+        "not_interested": (
+            "No problem, {first_name}. Thanks for letting us know, and have a great day."
+        ),
+        "wrong_number": "Sorry about that! We'll update our records. Have a good day.",
+        "unknown": (
+            "Thanks for your message, {first_name}. Someone from {business_name} will "
+            "follow up soon."
+        ),
+    }
+
+
+class SmsSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Sender identity, LLM connection and the agent's fallback wording."""
+
+    # Sender: a Messaging Service SID wins over a bare number when both are set.
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    booking_url: str = ""
+    business_name: str = "our team"
+    # The HELP reply's contact line; carriers require HELP to say who is texting and how
+    # to reach them.
+    help_text: str = (
+        "Reply STOP to opt out. For help, reply to this message and a person will answer."
+    )
+    # Empty: no LLM, replies come from `templates`.
+    llm_base_url: str = ""
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: str = ""
+    llm_timeout_s: float = 8.0
+    # Sends per second per sender number (long codes carry ~1 segment/s).
+    max_mps: float = 1.0
+    # Longer replies are cut at a sentence or word boundary: 320 chars = 2-3 segments.
+    max_reply_chars: int = 320
+    # What the business allows the agent to state (prices, hours…); nothing else is claimed.
+    facts: str = ""
+    # Fallback replies per intent; variables {first_name}, {business_name}, {booking_url}.
+    templates: dict[str, str] = msgspec.field(default_factory=_default_templates)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.llm_timeout_s <= 120:
+            raise ValueError("sms.llm_timeout_s must be in (0, 120]")
+        if not 0 < self.max_mps <= 1000:
+            raise ValueError("sms.max_mps must be in (0, 1000]")
+        if not 40 <= self.max_reply_chars <= 1600:
+            raise ValueError("sms.max_reply_chars must be in [40, 1600]")
+        unknown = sorted(set(self.templates) - set(TEMPLATE_INTENTS))
+        if unknown:
+            raise ValueError(f"sms.templates: unknown intent(s) {unknown}")
+
+    def template(self, intent: str) -> str:
+        """The configured wording for `intent`; a partial `templates` table keeps the defaults."""
+        if intent in self.templates:
+            return self.templates[intent]
+        defaults = _default_templates()
+        return defaults.get(intent, defaults["unknown"])
