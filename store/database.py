@@ -10,12 +10,27 @@ one caller is one row however the number was written.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from store.models import AuditEvent, Call, CallDetail, Caller, PurgeCounts, StoreStats, Turn
+from store.models import (
+    AuditEvent,
+    Call,
+    CallDetail,
+    Caller,
+    ConsentEvent,
+    DncEntry,
+    Lead,
+    LeadInput,
+    LeadUpsertResult,
+    Message,
+    OutboxItem,
+    PurgeCounts,
+    StoreStats,
+    Turn,
+)
 
 # Longest caller name kept; longer input is a transcript accident, not a name.
 MAX_NAME_LENGTH = 200
@@ -144,6 +159,205 @@ class Database(abc.ABC):
         self, *, call_sid: str | None = None, kind: str | None = None, limit: int = 100
     ) -> list[AuditEvent]:
         """Newest first."""
+
+    # leads -------------------------------------------------------------------
+
+    async def upsert_leads(self, rows: Sequence[LeadInput]) -> LeadUpsertResult:
+        """Insert or update a batch of leads in one transaction (imports call this per ~1000
+        rows). A lead whose stored fields already equal the incoming ones counts as
+        unchanged; incoming None never erases a stored value; attributes merge key by key;
+        a re-import never touches `status`; a new lead starts "new" and is linked to the
+        caller with the same phone, if any. Phones are normalised; a bad one raises
+        `InvalidPhoneNumber` and nothing of the batch is written."""
+        raise NotImplementedError
+
+    async def get_lead(self, phone: str) -> Lead | None:
+        """The lead with this phone, with `opted_out` and `dnc` derived as of now."""
+        raise NotImplementedError
+
+    async def list_leads(
+        self,
+        *,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        after_id: int = 0,
+    ) -> list[Lead]:
+        """A page of leads ordered by id; pass the last id seen as `after_id` for the next
+        page (a cursor, so pages stay stable while rows are added). `since` filters on
+        `updated_at`."""
+        raise NotImplementedError
+
+    def iter_leads(self, batch: int = 1000) -> AsyncIterator[Lead]:
+        """Every lead by id, fetched `batch` rows at a time (exports of any size in
+        bounded memory)."""
+        raise NotImplementedError
+
+    async def set_lead_status(self, phone: str, status: str) -> Lead | None:
+        """Move a lead to one of LEAD_STATUSES (ValueError otherwise); None if no lead."""
+        raise NotImplementedError
+
+    async def set_human_takeover(self, phone: str, on: bool) -> Lead | None:
+        """A human took (or gave back) the conversation: automated replies must stop while
+        it is on. None if no lead."""
+        raise NotImplementedError
+
+    async def delete_lead(self, phone: str) -> bool:
+        """Erase the lead with its messages and outbox rows. Consent events and DNC entries
+        stay: they are the legal trail, kept even when the person asks to be forgotten."""
+        raise NotImplementedError
+
+    # consent -----------------------------------------------------------------
+
+    async def add_consent_event(
+        self,
+        phone: str,
+        kind: str,
+        channel: str,
+        text: str,
+        *,
+        at: datetime | None = None,
+        source: str | None = None,
+    ) -> ConsentEvent:
+        """Append a consent fact for any phone (a lead or not). An opt_out also moves an
+        existing lead's status to "opted_out", in the same transaction."""
+        raise NotImplementedError
+
+    async def is_opted_out(self, phone: str) -> bool:
+        """True when the latest opt_out/opt_in event of this phone is an opt_out."""
+        raise NotImplementedError
+
+    async def list_consent_events(self, phone: str) -> list[ConsentEvent]:
+        """The phone's consent trail, oldest first."""
+        raise NotImplementedError
+
+    # do-not-contact list -------------------------------------------------------
+
+    async def dnc_add(self, phones: Sequence[str], reason: str | None = None) -> int:
+        """Block these phones on every channel; returns how many were newly added
+        (phones already listed, or repeated in `phones`, are ignored)."""
+        raise NotImplementedError
+
+    async def dnc_remove(self, phone: str) -> bool:
+        """Unblock; False if the phone was not listed."""
+        raise NotImplementedError
+
+    async def is_dnc(self, phone: str) -> bool:
+        raise NotImplementedError
+
+    async def list_dnc(self, limit: int = 1000, after: str = "") -> list[DncEntry]:
+        """A page ordered by phone; pass the last phone seen as `after` for the next."""
+        raise NotImplementedError
+
+    # messages ----------------------------------------------------------------
+
+    async def record_inbound_message(
+        self,
+        *,
+        phone: str,
+        channel: str,
+        body: str,
+        from_addr: str,
+        to_addr: str,
+        provider_sid: str | None,
+        segments: int,
+        at: datetime | None = None,
+    ) -> tuple[Message, bool]:
+        """Store an inbound message. Idempotent on `provider_sid`: a webhook retry with a
+        MessageSid already stored returns (that message, False). Also stamps the lead's
+        `last_inbound_at` and moves a "new"/"contacted" lead to "replied"."""
+        raise NotImplementedError
+
+    async def queue_outbound_message(
+        self,
+        *,
+        phone: str,
+        channel: str,
+        purpose: str,
+        body: str,
+        from_addr: str,
+        to_addr: str,
+        segments: int,
+        idempotency_key: str,
+        at: datetime | None = None,
+        not_before: datetime | None = None,
+    ) -> tuple[Message, OutboxItem, bool]:
+        """Commit the message row and its outbox row in ONE transaction, before any
+        provider call. Idempotent on `idempotency_key`: a repeat returns the existing pair
+        and False, so a retried decision never sends twice. `not_before` delays the first
+        attempt (quiet hours); the lead's `last_outbound_at` is stamped."""
+        raise NotImplementedError
+
+    async def set_message_intent(
+        self, message_id: int, intent: str | None, confidence: float | None
+    ) -> None:
+        """Record what the NLU made of a message."""
+        raise NotImplementedError
+
+    async def update_message_status(
+        self,
+        provider_sid: str,
+        status: str,
+        *,
+        error_code: int | None = None,
+        at: datetime | None = None,
+    ) -> Message | None:
+        """Apply a provider status callback. Every report is appended to
+        `status_history`; `status` only moves forward by MESSAGE_STATUS_RANK, so callbacks
+        arriving out of order leave the furthest state. None for an unknown sid."""
+        raise NotImplementedError
+
+    async def list_messages(self, phone: str, *, limit: int = 200) -> list[Message]:
+        """The phone's latest `limit` messages, oldest first (a thread, as shown)."""
+        raise NotImplementedError
+
+    async def count_outbound(
+        self, phone: str, *, since: datetime, purposes: Sequence[str]
+    ) -> int:
+        """Outbound messages of these purposes queued or sent to `phone` since `since`
+        (frequency caps: e.g. 3 marketing texts per 24 h in FL/OK/MD)."""
+        raise NotImplementedError
+
+    async def last_inbound_at(self, phone: str) -> datetime | None:
+        """When the phone last wrote to us (the conversation window)."""
+        raise NotImplementedError
+
+    # outbox ------------------------------------------------------------------
+
+    async def claim_outbox(
+        self, *, now: datetime, limit: int, lease_s: float
+    ) -> list[OutboxItem]:
+        """Take up to `limit` due rows (pending, or sending with a lapsed lease, and
+        next_attempt_at <= now) and mark them sending with a lease of `lease_s`, counting
+        the attempt. On PostgreSQL rows are locked with FOR UPDATE SKIP LOCKED, so several
+        processes share the work and no row is handed to two claimers."""
+        raise NotImplementedError
+
+    async def outbox_sent(
+        self, item_id: int, provider_sid: str, *, status: str = "sent", at: datetime | None = None
+    ) -> None:
+        """The provider accepted the send: outbox row sent, the message gets its
+        provider_sid and the status the provider answered ("sent", or "queued" for
+        Twilio's usual first answer)."""
+        raise NotImplementedError
+
+    async def outbox_retry(self, item_id: int, error: str, next_attempt_at: datetime) -> None:
+        """A transient failure: back to pending, due again at `next_attempt_at`."""
+        raise NotImplementedError
+
+    async def outbox_failed(
+        self, item_id: int, error: str, error_code: int | None = None
+    ) -> None:
+        """A permanent failure: outbox row failed, the message status failed."""
+        raise NotImplementedError
+
+    async def outbox_cancel(self, item_id: int, reason: str) -> None:
+        """Withdraw an unsent row (opt-out or DNC arrived after it was queued)."""
+        raise NotImplementedError
+
+    async def outbox_pending_count(self) -> int:
+        """Rows still to send (pending or sending), for /metrics and health."""
+        raise NotImplementedError
 
     # maintenance -------------------------------------------------------------
 
