@@ -159,11 +159,37 @@ def _public_host(request: web.Request, settings: TwilioSettings) -> str:
     return request.headers.get("X-Forwarded-Host") or request.host
 
 
-def _scheme(request: web.Request, settings: TwilioSettings, secure: str, plain: str) -> str:
+def _scheme(request: web.Request | None, settings: TwilioSettings, secure: str,
+            plain: str) -> str:
+    """The scheme Twilio uses to reach us: an explicit one in `public_url` is taken as given
+    (a local `http://127.0.0.1:8080` must be signed and called back over plain HTTP); a
+    bare host means TLS, the only way Twilio reaches a public host in production."""
     if settings.public_url:
+        if "://" in settings.public_url:
+            given = urlsplit(settings.public_url).scheme.lower()
+            return secure if given in ("https", "wss") else plain
         return secure
+    if request is None:
+        return plain
     proto = request.headers.get("X-Forwarded-Proto", request.scheme)
     return secure if proto in ("https", "wss") else plain
+
+
+def public_base_url(settings: TwilioSettings, request: web.Request | None = None) -> str | None:
+    """`scheme://host[/prefix]` Twilio reaches us at, for callback URLs and signature checks.
+
+    Without `public_url` it comes from the request (Host / X-Forwarded-*); with neither
+    there is nothing Twilio could reach, so None.
+    """
+    if not settings.public_url and request is None:
+        return None
+    if request is None:
+        url = settings.public_url
+        host = (urlsplit(url).netloc + urlsplit(url).path.rstrip("/")) if "://" in url \
+            else url.rstrip("/")
+    else:
+        host = _public_host(request, settings)
+    return f"{_scheme(request, settings, 'https', 'http')}://{host}"
 
 
 class TwilioRoutes:
