@@ -35,8 +35,7 @@ import os
 import re
 import socket
 import time
-import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +45,11 @@ from agents.nlu.names import extract_name
 from ops.config import Config
 from store.database import Database, clean_name, open_database, redact_url
 from store.errors import StoreError
+from store.lanes import Job, Lanes, drain
 from store.models import Turn, utcnow
 from store.phones import InvalidPhoneNumber, normalize_phone
-from store.sessions import MAX_CALL_ID, SessionStore
+from store.retention import Retention, RetentionStats
+from store.sessions import SessionStore, call_id_ok
 from store.turn_writer import TurnWriter
 from telephony.calls import CallObserver
 
@@ -62,12 +63,9 @@ LANES = 4
 LANE_DEPTH = 5_000
 # How long stop() lets queued record/session writes finish.
 DRAIN_S = 5.0
-RETENTION_EVERY_S = 24 * 3600.0
 # A failing database is logged at most this often (every failure is counted).
 ERROR_LOG_EVERY_S = 60.0
-# Backoff of a write the database refused, and how often turn flushing is checked on.
-RETRY_MIN_S = 0.25
-RETRY_MAX_S = 5.0
+# How often turn flushing is checked on.
 WATCH_EVERY_S = 1.0
 # Distinct bad caller numbers remembered so each is logged once.
 MAX_LOGGED_NUMBERS = 1_000
@@ -75,69 +73,6 @@ MAX_LOGGED_NUMBERS = 1_000
 _ASKS_NAME = re.compile(
     r"\b(your (full |first )?name|who am i speaking|who('s| is) (calling|this))\b", re.I
 )
-
-Job = Callable[[], Awaitable[Any]]
-
-
-class _Lane:
-    """One worker running jobs in order; `put` never waits (a full lane refuses).
-
-    A job the database refuses (`StoreError`: disk full, connection lost) is
-    retried with backoff, holding back the jobs behind it, so a call's end is
-    never written before its start; other errors drop the job. Either way
-    `on_error` hears of it.
-    """
-
-    def __init__(self, name: str, depth: int, on_error: Callable[[BaseException], None]):
-        self.name = name
-        self.queue: asyncio.Queue[Job] = asyncio.Queue(depth)
-        self._on_error = on_error
-        self.task: asyncio.Task[None] | None = None
-        self.retrying = False
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=self.name)
-
-    def put(self, job: Job) -> bool:
-        try:
-            self.queue.put_nowait(job)
-        except asyncio.QueueFull:
-            return False
-        return True
-
-    async def _run(self) -> None:
-        queue = self.queue
-        while True:
-            job = await queue.get()
-            delay = RETRY_MIN_S
-            try:
-                while True:
-                    try:
-                        await job()
-                    except StoreError as exc:
-                        self._on_error(exc)
-                        self.retrying = True
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, RETRY_MAX_S)
-                        continue
-                    except Exception as exc:  # a bug or bad data: counted, logged, dropped
-                        self._on_error(exc)
-                    break
-            finally:
-                self.retrying = False
-                queue.task_done()
-
-    async def stop(self) -> int:
-        """Stop now; returns the jobs abandoned (drain first with `queue.join()`)."""
-        if self.task is None:
-            return 0
-        left = self.queue.qsize()
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        self.task = None
-        return left
-
 
 class _CallState:
     """What persistence keeps per live call (dropped when it ends)."""
@@ -171,10 +106,6 @@ class PersistenceStats(msgspec.Struct):
     lookup_timeouts: int = 0
     lookup_errors: int = 0
     names_captured: int = 0
-    purged_turns: int = 0
-    purged_recordings: int = 0
-    purge_failures: int = 0
-    last_purge_at: str = ""
     last_error: str = ""
 
 
@@ -195,9 +126,9 @@ class Persistence(CallObserver):
         self.writer: TurnWriter | None = None
         self.sessions = SessionStore(cfg.sessions)
         self.stats = PersistenceStats()
-        self._sql = [_Lane(f"store-sql-{i}", LANE_DEPTH, self._job_failed) for i in range(LANES)]
-        self._live = [_Lane(f"store-sessions-{i}", LANE_DEPTH, self._job_failed)
-                      for i in range(LANES)]
+        self._sql = Lanes("store-sql", LANES, LANE_DEPTH, self._job_failed)
+        self._live = Lanes("store-sessions", LANES, LANE_DEPTH, self._job_failed)
+        self.retention: Retention | None = None
         self._calls: dict[Call, _CallState] = {}
         self._logged_numbers: set[str] = set()
         self._failing_until = 0.0
@@ -231,9 +162,11 @@ class Persistence(CallObserver):
         except BaseException:
             await self._close_store()
             raise
-        for lane in (*self._sql, *self._live):
-            lane.start()
-        self._retention = asyncio.create_task(self._retention_loop(), name="store-retention")
+        self._sql.start()
+        self._live.start()
+        self.retention = Retention(self.db, lambda: self._config().store.retention_days,
+                                   self._note_error)
+        self._retention = asyncio.create_task(self.retention.run(), name="store-retention")
         self._watch = asyncio.create_task(self._watch_loop(), name="store-watch")
         self._started = True
         log.info("store open", extra={
@@ -251,14 +184,7 @@ class Persistence(CallObserver):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        lanes = (*self._sql, *self._live)
-        joins = [asyncio.ensure_future(lane.queue.join()) for lane in lanes]
-        _, late = await asyncio.wait(joins, timeout=DRAIN_S)
-        for join in late:
-            join.cancel()
-        abandoned = 0
-        for lane in lanes:
-            abandoned += await lane.stop()
+        abandoned = await drain((self._sql, self._live), DRAIN_S)
         if abandoned:
             self.stats.dropped_jobs += abandoned
             log.warning("store: %d queued writes abandoned at shutdown", abandoned)
@@ -284,7 +210,7 @@ class Persistence(CallObserver):
         seq = max((s.seq for c, s in self._calls.items() if c.call_sid == sid), default=0)
         state = _CallState(phone, utcnow(), seq)
         state.brains.append(call.brain)
-        state.sessions = _session_key_ok(sid)
+        state.sessions = call_id_ok(sid)
         self._calls[call] = state
         if not sid:
             return
@@ -418,8 +344,8 @@ class Persistence(CallObserver):
             "database": redact_url(self.database_url),
             "open": self._started,
             "activeCalls": len(self._calls),
-            "queuedWrites": sum(lane.queue.qsize() for lane in self._sql),
-            "queuedSessionWrites": sum(lane.queue.qsize() for lane in self._live),
+            "queuedWrites": self._sql.queued,
+            "queuedSessionWrites": self._live.queued,
             "failedWrites": s.failed_jobs,
             "droppedWrites": s.dropped_jobs,
             "writeErrors": db.stats.write_errors if db is not None else 0,
@@ -428,12 +354,13 @@ class Persistence(CallObserver):
                         "timeouts": s.lookup_timeouts, "errors": s.lookup_errors,
                         "invalidNumbers": s.invalid_numbers},
             "namesCaptured": s.names_captured,
-            "retention": {"days": self._config().store.retention_days,
-                          "lastPurgeAt": s.last_purge_at or None,
-                          "purgedTurns": s.purged_turns,
-                          "removedRecordings": s.purged_recordings,
-                          "failures": s.purge_failures},
         }
+        r = self.retention.stats if self.retention is not None else RetentionStats()
+        store["retention"] = {"days": self._config().store.retention_days,
+                              "lastPurgeAt": r.last_purge_at or None,
+                              "purgedTurns": r.purged_turns,
+                              "removedRecordings": r.purged_recordings,
+                              "failures": r.failures}
         w = self.writer
         if w is not None:
             ws = w.stats
@@ -449,30 +376,8 @@ class Persistence(CallObserver):
     # -- retention -------------------------------------------------------------------------
 
     async def purge_now(self) -> int:
-        """Apply the retention now (no-op when it is 0); returns the turns deleted."""
-        days = self._config().store.retention_days
-        db = self.db
-        if days <= 0 or db is None:
-            return 0
-        counts = await db.purge_older_than(days)
-        removed = await asyncio.to_thread(_remove_files, counts.recordings)
-        self.stats.purged_turns += counts.turns
-        self.stats.purged_recordings += removed
-        self.stats.last_purge_at = utcnow().isoformat()
-        if counts.turns or removed:
-            log.info("retention purge", extra={"days": days, "turns": counts.turns,
-                                               "recordings": removed})
-        return counts.turns
-
-    async def _retention_loop(self) -> None:
-        """At start, then daily; the setting is read each time (hot reload)."""
-        while True:
-            try:
-                await self.purge_now()
-            except Exception as exc:
-                self.stats.purge_failures += 1
-                self._note_error(exc, "retention purge failed")
-            await asyncio.sleep(RETENTION_EVERY_S)
+        """Apply the retention now (no-op when it is 0 or the store is closed)."""
+        return await self.retention.purge_now() if self.retention is not None else 0
 
     async def _watch_loop(self) -> None:
         """Say so when turns stop reaching SQL (the writer only counts), and when they
@@ -518,17 +423,14 @@ class Persistence(CallObserver):
             self._session_job(state, sid, functools.partial(
                 self.sessions.set_flag, sid, "fell_back"))
 
-    def _lane(self, lanes: list[_Lane], sid: str) -> _Lane:
-        return lanes[zlib.crc32(sid.encode()) % len(lanes)]
-
     def _sql_job(self, sid: str, job: Job) -> None:
-        if not self._lane(self._sql, sid).put(job):
+        if not self._sql.put(sid, job):
             self._dropped("SQL")
 
     def _session_job(self, state: _CallState, sid: str, job: Job) -> None:
         if not state.sessions:
             return
-        if not self._lane(self._live, sid).put(job):
+        if not self._live.put(sid, job):
             self._dropped("session")
 
     def _dropped(self, what: str) -> None:
@@ -551,17 +453,3 @@ class Persistence(CallObserver):
         if now >= self._failing_until:
             self._failing_until = now + ERROR_LOG_EVERY_S
             log.error("%s: %s", what, exc)
-
-
-def _session_key_ok(sid: str) -> bool:
-    """Whether the session store can key this call (it refuses others with ValueError)."""
-    return 0 < len(sid) <= MAX_CALL_ID and "{" not in sid and "}" not in sid
-
-
-def _remove_files(paths: list[str]) -> int:
-    removed = 0
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-            removed += 1
-    return removed

@@ -428,6 +428,13 @@ class SessionStore:
                 next_cleanup = time.monotonic() + cleanup_every
 
 
+def call_id_ok(call_id: str) -> bool:
+    """Whether a call id can key a session; callers test it up front instead of
+    catching the `ValueError` every session method raises for the others."""
+    return (isinstance(call_id, str) and 0 < len(call_id) <= MAX_CALL_ID
+            and "{" not in call_id and "}" not in call_id)
+
+
 def _check_id(call_id: str) -> None:
     if not isinstance(call_id, str) or not 0 < len(call_id) <= MAX_CALL_ID:
         raise ValueError(f"call id must be 1..{MAX_CALL_ID} characters")
