@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from agents.memory import CallerMemory, recall
+
 Role = Literal["caller", "agent"]
 
 
@@ -30,8 +32,14 @@ class CallContext:
     from_number: str = ""
     to_number: str = ""
     direction: Literal["inbound", "outbound"] = "inbound"
+    # Caller memory as it travels with the call: a name, "" (ask for it) or None.
     caller_name: str | None = None
     parameters: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def memory(self) -> CallerMemory:
+        """What we know about the caller, as `agents.memory` defines it."""
+        return recall(self.caller_name)
 
 
 class BrainOutput(Protocol):

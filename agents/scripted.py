@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agents import memory
 from agents.brain import Brain, BrainOutput, CallContext
 from agents.settings import ScriptedSettings
 from agents.tts import synthesize_ulaw_async
@@ -49,8 +50,6 @@ CHUNK_BYTES = ulaw.SAMPLE_RATE * CHUNK_MS // 1000
 MAX_PENDING_SPEECH = 8
 # How many items' heard-lengths are remembered (for tests and logs).
 MAX_HEARD_ITEMS = 32
-# Longest caller name put into the greeting.
-MAX_NAME_CHARS = 60
 # Said when a message could not be written (no setting: it should never happen).
 SAVE_FAILED_TEXT = "Sorry, your message could not be saved. Please call again later."
 
@@ -156,20 +155,15 @@ class ScriptedCore:
     def begin(self, caller_name: str | None = None) -> tuple[Action, ...]:
         """The call is connected: the first thing the caller hears.
 
-        `caller_name` follows caller memory's convention: a name greets a returning
-        caller by it; "" means the lookup found no name (a new caller: ask for it);
-        None means nothing is known (no lookup, or it missed its budget): plain greeting.
+        `caller_name` is caller memory as `CallContext` carries it (`agents.memory`
+        decides the greeting). A fallback brain apologises instead: the caller has
+        been greeted already, by the brain that failed.
         """
         s = self.settings
         if self.fallback:
             text = s.apology
-        elif caller_name and caller_name.strip():
-            name = " ".join(caller_name.split())[:MAX_NAME_CHARS]
-            text = f"Welcome back, {name}. {s.greeting}"
-        elif caller_name == "" and s.ask_name.strip():
-            text = greeting_asking_name(s)
         else:
-            text = s.greeting
+            text = memory.greeting(memory.recall(caller_name), s.greeting, s.ask_name)
         self.state = State.GREETING
         return (self._speak(text),)
 
@@ -331,7 +325,7 @@ def write_message(directory: str, call_sid: str, ulaw_audio: bytes) -> str:
 
 def greeting_asking_name(settings: ScriptedSettings) -> str:
     """What a new caller hears first (rendered at start-up with the other prompts)."""
-    return f"{settings.greeting} {settings.ask_name}".strip()
+    return memory.greeting_asking_name(settings.greeting, settings.ask_name)
 
 
 async def prerender(settings: ScriptedSettings) -> None:

@@ -14,12 +14,8 @@ budget. Everything else returns at once:
 - session updates (Redis, memory when Redis is away) go through lanes of their
   own, so a slow SQL write never delays what other processes see in Redis.
 
-Caller memory follows the convention `CallContext.caller_name` carries to the
-brains: a name (returning caller: "Welcome back"), "" (known number without a
-name: the greeting asks for it), None (nothing known: the plain greeting).
-Names come from the brain's `capture_caller_name` tool and, second path, from
-`extract_name` over caller transcripts (a lone name counts right after the
-agent asked for it).
+Caller memory (`agents.memory`) decides what a lookup means and how names are
+heard; this module only moves its answers between the call and the store.
 
 Sessions are deleted when the call ends (the record lives on in SQL); their
 TTL (`session_timeout`) only cleans up after a process that died mid-call.
@@ -32,7 +28,6 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import socket
 import time
 from collections.abc import Callable
@@ -41,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from agents.nlu.names import extract_name
+from agents.memory import Known, NameListener, from_lookup, remember, session_flag
 from ops.config import Config
 from store.database import Database, clean_name, open_database, redact_url
 from store.errors import StoreError
@@ -69,25 +64,18 @@ ERROR_LOG_EVERY_S = 60.0
 WATCH_EVERY_S = 1.0
 # Distinct bad caller numbers remembered so each is logged once.
 MAX_LOGGED_NUMBERS = 1_000
-# An agent line that asks for the caller's name: the next caller turn may be a lone name.
-_ASKS_NAME = re.compile(
-    r"\b(your (full |first )?name|who am i speaking|who('s| is) (calling|this))\b", re.I
-)
 
 class _CallState:
     """What persistence keeps per live call (dropped when it ends)."""
 
-    __slots__ = ("brains", "fell_back", "name", "phone", "seq", "sessions", "started_wall",
-                 "wants_name")
+    __slots__ = ("brains", "fell_back", "names", "phone", "seq", "sessions", "started_wall")
 
     def __init__(self, phone: str | None, started_wall: datetime, seq: int) -> None:
         self.phone = phone
         self.started_wall = started_wall
         self.seq = seq
-        # The name stored for this caller (lookup or capture); extraction stops once set.
-        self.name: str | None = None
-        # The agent just asked for the name: the next caller turn may be only a name.
-        self.wants_name = False
+        # The name stored for this caller (lookup or capture) and the ear for it.
+        self.names = NameListener()
         self.fell_back = False
         # Every brain that served the call (token usage is summed over them).
         self.brains: list[Any] = []
@@ -242,17 +230,17 @@ class Persistence(CallObserver):
             self.stats.lookup_errors += 1
             self._note_error(exc, "caller lookup failed")
             return
-        if caller is not None and caller.name:
+        memory = from_lookup(caller.name if caller is not None else None)
+        call.context.caller_name = remember(memory)
+        if isinstance(memory, Known):
             self.stats.lookup_hits += 1
-            state.name = call.context.caller_name = caller.name
-            flag = "returning_caller"
+            state.names.named(memory.name)
         else:
             self.stats.lookup_new += 1
-            call.context.caller_name = ""
-            flag = "new_caller"
         sid = call.call_sid
         if sid:
-            self._session_job(state, sid, functools.partial(self.sessions.set_flag, sid, flag))
+            self._session_job(state, sid, functools.partial(
+                self.sessions.set_flag, sid, session_flag(memory)))
 
     def transcript(self, call: Call, role: str, text: str) -> None:
         state = self._calls.get(call)
@@ -268,10 +256,9 @@ class Persistence(CallObserver):
         self._session_job(state, sid, functools.partial(
             self.sessions.append_transcript, sid, f"{role}: {text}"))
         if role == "agent":
-            state.wants_name = state.name is None and _ASKS_NAME.search(text) is not None
-        elif role == "caller" and state.name is None and state.phone is not None:
-            after_question, state.wants_name = state.wants_name, False
-            name = extract_name(text, after_name_question=after_question)
+            state.names.agent_said(text)
+        elif role == "caller" and state.phone is not None:
+            name = state.names.caller_said(text)
             if name:
                 call.caller_named(name)  # sets the context; comes back as caller_named
 
@@ -284,10 +271,9 @@ class Persistence(CallObserver):
         except (TypeError, ValueError) as exc:
             log.info("caller name refused: %s", exc, extra={"call_sid": call.call_sid})
             return
-        if cleaned is None or cleaned == state.name:
+        if cleaned is None or cleaned == state.names.name:
             return
-        state.name = cleaned
-        state.wants_name = False
+        state.names.named(cleaned)
         self.stats.names_captured += 1
         sid = call.call_sid
         if state.phone is not None and self.db is not None:

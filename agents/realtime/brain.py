@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -46,26 +45,6 @@ log = logging.getLogger("leadline.agents.realtime")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 _FAKE_KEY = "sk-leadline-dev"
 _clients: dict[tuple[str, str], AsyncOpenAI] = {}
-
-
-ASK_NAME_NOTE = (
-    "This caller has not told us their name yet: after greeting them, ask for their name, "
-    "and when they say it, call capture_caller_name."
-)
-
-
-def caller_memory_note(context: CallContext) -> str:
-    """What caller memory adds to the instructions (and so to the greeting).
-
-    `caller_name` is a name for a returning caller, "" for a caller whose name we
-    do not know yet (ask for it), None when nothing is known (say nothing).
-    """
-    name = context.caller_name
-    if name:
-        return f"They have called before: greet them by name and welcome them back, {name}."
-    if name == "":
-        return ASK_NAME_NOTE
-    return ""
 
 
 class RealtimeUnavailable(RuntimeError):
@@ -180,9 +159,6 @@ class RealtimeBrain(Brain):
         self._call_sid = context.call_sid
         self._output = output
         config = SessionConfig.for_call(self.settings, context, self.registry.definitions())
-        note = caller_memory_note(context)
-        if note:
-            config = dataclasses.replace(config, instructions=f"{config.instructions}\n\n{note}")
         session = RealtimeSession(
             config, output, clock=self._clock, call_sid=context.call_sid,
             on_first_audio=self._first_audio,

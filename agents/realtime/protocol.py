@@ -38,6 +38,7 @@ from typing import Any, Literal
 import msgspec
 
 from agents.brain import BrainOutput, CallContext
+from agents.memory import instructions_note, known_fact
 from agents.realtime import events as ev
 from agents.realtime import metrics
 from agents.realtime.tools import ToolCall
@@ -84,15 +85,20 @@ class SessionConfig:
         context: CallContext,
         tools: Iterable[dict[str, Any]] = (),
     ) -> SessionConfig:
-        """Config from `OpenAISettings`, with what we know about this call in the instructions."""
-        notes = []
-        if context.caller_name:
-            notes.append(f"The caller's name is {context.caller_name}.")
+        """Config from `OpenAISettings`, with what we know about this call in the instructions.
+
+        Facts first (the caller's name, the call's direction), then what caller
+        memory asks of the greeting (welcome back, or ask for the name).
+        """
+        memory = context.memory
+        notes = [fact] if (fact := known_fact(memory)) else []
         if context.direction == "outbound":
             notes.append("This is an outbound call: you called them.")
         instructions = settings.instructions
         if notes:
             instructions = f"{instructions}\n\n" + " ".join(notes)
+        if note := instructions_note(memory):
+            instructions = f"{instructions}\n\n{note}"
         return cls(
             instructions=instructions,
             voice=settings.voice,

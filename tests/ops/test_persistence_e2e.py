@@ -28,8 +28,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.brain import CallContext
+from agents.memory import ASK_NAME_NOTE
 from agents.nlu.names import extract_name
-from agents.realtime.brain import ASK_NAME_NOTE
 from agents.realtime.breaker import default_breaker
 from agents.realtime.protocol import RealtimeUsage
 from ops import config as config_mod
