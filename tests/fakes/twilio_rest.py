@@ -1,4 +1,4 @@
-"""A fake of the part of the Twilio REST API leadline uses: updating a live call.
+"""A fake of the part of the Twilio REST API leadline uses: live calls and Messages.
 
 `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json` with a form body
 (`Twiml`, `Url`, `Status`), HTTP basic auth of the account SID and auth token,
@@ -6,17 +6,32 @@ answered like Twilio: the call resource as JSON, or Twilio's error JSON with
 its error codes (20003 authenticate, 20404 not found, 12100 TwiML parse
 failure, 21220 call not in progress). Every request is recorded, with the
 TwiML parsed, for assertions.
+
+`POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (To, From or
+MessagingServiceSid, Body, StatusCallback) answers 201 with the message
+resource (status "queued"), or Twilio's errors: 21604 To missing, 21602 Body
+missing, 21603 From missing, 21211 invalid To, 21610 unsubscribed recipient
+(numbers in `unsubscribed`), and any scripted `faults` (an HTTP status with a
+Twilio code, or a hang longer than the client's timeout). With
+`deliver_callbacks`, it then posts signed status callbacks (sent, delivered)
+to StatusCallback, as Twilio does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
+import time
+import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from twilio.request_validator import RequestValidator
 
 _CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 
@@ -29,6 +44,33 @@ class CallUpdate:
 
 
 @dataclass
+class SentMessage:
+    """One message the fake accepted, as Twilio would hold it."""
+
+    sid: str
+    to: str
+    from_: str
+    messaging_service_sid: str
+    body: str
+    status_callback: str
+    at: float
+
+
+@dataclass
+class Fault:
+    """The answer to the next Messages request instead of a success: an HTTP status with a
+    Twilio error code, or (`hang_s` > 0) no answer for that long (a client timeout)."""
+
+    status: int = 500
+    code: int = 20500
+    message: str = "Internal Server Error"
+    hang_s: float = 0.0
+
+
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+@dataclass
 class FakeTwilioRest:
     account_sid: str
     auth_token: str
@@ -36,7 +78,16 @@ class FakeTwilioRest:
     live_calls: set[str] | None = None
     updates: list[CallUpdate] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    # Messages: accepted sends, recipients who texted STOP, scripted failures (FIFO).
+    messages: list[SentMessage] = field(default_factory=list)
+    unsubscribed: set[str] = field(default_factory=set)
+    faults: list[Fault] = field(default_factory=list)
+    message_requests: int = 0
+    deliver_callbacks: bool = False
+    callbacks_posted: list[tuple[str, str, int]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _session: aiohttp.ClientSession | None = None
     port: int = 0
 
     @property
@@ -91,6 +142,75 @@ class FakeTwilioRest:
             else "in-progress"
         return web.json_response(self._call_json(account, call_sid, status))
 
+    async def create_message(self, request: web.Request) -> web.Response:
+        self.message_requests += 1
+        if not self._authorised(request):
+            return self._error(401, 20003, "Authenticate")
+        account = request.match_info["account"]
+        if account != self.account_sid:
+            return self._error(403, 20003, "Authenticate")
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        if self.faults:
+            fault = self.faults.pop(0)
+            if fault.hang_s > 0:
+                await asyncio.sleep(fault.hang_s)
+            return self._error(fault.status, fault.code, fault.message)
+        to = form.get("To", "")
+        if not to:
+            return self._error(400, 21604, "A 'To' phone number is required.")
+        if "Body" not in form and "MediaUrl" not in form:
+            return self._error(400, 21602, "Message body is required.")
+        sender, service = form.get("From", ""), form.get("MessagingServiceSid", "")
+        if not sender and not service:
+            return self._error(400, 21603, "A 'From' phone number is required.")
+        if not _E164.match(to):
+            return self._error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if to in self.unsubscribed:
+            return self._error(400, 21610, "Attempt to send to unsubscribed recipient")
+        sid = "SM" + uuid.uuid4().hex
+        msg = SentMessage(sid, to, sender, service, form["Body"], form.get("StatusCallback", ""),
+                          time.time())
+        self.messages.append(msg)
+        if self.deliver_callbacks and msg.status_callback:
+            task = asyncio.get_running_loop().create_task(self._callbacks(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return web.json_response(self._message_json(account, msg, "queued"), status=201)
+
+    async def _callbacks(self, msg: SentMessage) -> None:
+        """sent, then delivered, signed like Twilio's own status callbacks."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        validator = RequestValidator(self.auth_token)
+        for status in ("sent", "delivered"):
+            await asyncio.sleep(0.01)
+            form = {"MessageSid": msg.sid, "SmsSid": msg.sid, "MessageStatus": status,
+                    "SmsStatus": status, "AccountSid": self.account_sid, "To": msg.to,
+                    "From": msg.from_, "ApiVersion": "2010-04-01"}
+            signature = validator.compute_signature(msg.status_callback, form)
+            try:
+                async with self._session.post(msg.status_callback, data=form,
+                                              headers={"X-Twilio-Signature": signature}) as r:
+                    self.callbacks_posted.append((msg.sid, status, r.status))
+            except aiohttp.ClientError:
+                self.callbacks_posted.append((msg.sid, status, 0))
+
+    @staticmethod
+    def _message_json(account: str, msg: SentMessage, status: str) -> dict[str, Any]:
+        now = formatdate(msg.at, usegmt=True).replace("GMT", "+0000")
+        return {
+            "sid": msg.sid, "account_sid": account, "status": status, "body": msg.body,
+            "to": msg.to, "from": msg.from_ or None,
+            "messaging_service_sid": msg.messaging_service_sid or None,
+            "direction": "outbound-api", "api_version": "2010-04-01",
+            "num_segments": "1", "num_media": "0", "price": None, "price_unit": "USD",
+            "error_code": None, "error_message": None,
+            "date_created": now, "date_updated": now, "date_sent": None,
+            "uri": f"/2010-04-01/Accounts/{account}/Messages/{msg.sid}.json",
+            "subresource_uris": {
+                "media": f"/2010-04-01/Accounts/{account}/Messages/{msg.sid}/Media.json"},
+        }
+
     @staticmethod
     def _call_json(account: str, sid: str, status: str) -> dict[str, Any]:
         return {
@@ -108,6 +228,8 @@ class FakeTwilioRest:
         app.router.add_post(
             "/2010-04-01/Accounts/{account}/Calls/{call}.json", self.update_call
         )
+        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json",
+                            self.create_message)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -116,6 +238,11 @@ class FakeTwilioRest:
         return self
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
