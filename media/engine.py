@@ -4,7 +4,7 @@
 engine once over the streams of every call that received audio since the last
 tick (one batch, not one inference per call), (b) feeds each call's decisions
 and the tick into its `TurnMachine` and acts on the result, and (c) hands each
-call's due playout frames and marks to its sink, then `flush`es it once
+call's due playout frames and checkpoints to its sink, then `flush`es it once
 (one write per call per tick). Between ticks the only
 per-frame work is `CallMedia.receive`: decode μ-law for the VAD and append.
 
@@ -63,14 +63,17 @@ class MediaSink(Protocol):
     def send_media(self, frame: bytes) -> None:
         """Send one 20 ms μ-law frame to the caller."""
 
-    def send_mark(self, name: str) -> None:
-        """Send a Twilio mark right after the audio sent so far."""
+    def send_checkpoint(self, item_id: str, ms: int) -> None:
+        """Have the leg report `played(item_id, ms)` once the audio sent so far has played.
+
+        Carrier-neutral on purpose: Twilio turns it into a mark it echoes, a
+        LiveKit leg into a position in its own frame queue."""
 
     def send_clear(self) -> None:
         """Flush the audio the carrier has buffered (barge-in). Goes out at once."""
 
     def flush(self) -> None:
-        """Write out this tick's media and marks (one write per call per tick).
+        """Write out this tick's media and checkpoints (one write per call per tick).
 
         Optional: a sink without `flush` is taken to write through."""
 
@@ -105,7 +108,7 @@ class CallMedia:
     """One call's media: inbound VAD feed, turn-taking and paced playout.
 
     Created by `MediaEngine.add_call`. `receive` is the per-frame hot path;
-    the other methods are called per brain event or per Twilio message.
+    the other methods are called per brain event or per leg report.
     """
 
     __slots__ = (
@@ -198,10 +201,10 @@ class CallMedia:
             self.playout.finish(item_id)
             self._check_idle()
 
-    def on_mark(self, name: str) -> None:
-        """Twilio echoed mark `name` (played, or flushed by a clear)."""
+    def played(self, item_id: str, ms: int) -> None:
+        """The leg played the audio up to checkpoint `(item_id, ms)` (or flushed it)."""
         if not self._closed:
-            self.playout.on_mark(name)
+            self.playout.played(item_id, ms)
             self._check_idle()
 
     def interrupt(self) -> bool:
@@ -272,12 +275,12 @@ class CallMedia:
         if out:
             sink = self.sink
             sent = 0
-            for frame, mark in out:
+            for frame, checkpoint in out:
                 if frame is not None:
                     sink.send_media(frame)
                     sent += 1
-                if mark is not None:
-                    sink.send_mark(mark)
+                if checkpoint is not None:
+                    sink.send_checkpoint(*checkpoint)
             if self._flush is not None:
                 self._flush()
             self.frames_out += sent
@@ -304,7 +307,7 @@ class CallMedia:
                 self.sink.speech_started()
 
     def _barge(self) -> None:
-        """Cut the agent: flush our queue, then Twilio's, then tell the brain."""
+        """Cut the agent: flush our queue, then the leg's, then tell the brain."""
         truncation = self.playout.clear()
         self.barge_ins += 1
         self._engine.barge_ins += 1

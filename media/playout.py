@@ -1,18 +1,21 @@
-"""Paced, bounded playout of agent audio for one call, with Twilio marks.
+"""Paced, bounded playout of agent audio for one call, whatever the carrier.
 
-Twilio plays whatever it is sent in real time and buffers the rest, so audio
-sent early cannot be taken back except by `clear`, and the caller only hears
-what Twilio played. This core therefore (1) hands out audio at the pace it is
-played, plus a small cushion against jitter, so a barge-in has little to flush,
-and (2) follows each stretch of audio with a mark named `"{item_id}:{ms}"`;
-Twilio echoes a mark once the audio before it has played, which tells exactly
-how much of a response the caller heard. That number is what a brain may
-truncate its own transcript to, so it is never more than was sent, and marks
-Twilio echoes after a `clear` (it echoes flushed marks too) are ignored.
+A phone leg plays whatever it is sent in real time and buffers the rest, so
+audio sent early cannot be taken back except by a clear, and the caller only
+hears what the leg played. This core therefore (1) hands out audio at the pace
+it is played, plus a small cushion against jitter, so a barge-in has little to
+flush, and (2) follows each stretch of audio with a checkpoint `(item_id, ms)`.
+The leg reports a checkpoint back through `played(item_id, ms)` once the audio
+before it has played, which tells exactly how much of a response the caller
+heard. How the leg learns that is its own business: Twilio echoes a mark we
+name after the checkpoint, a LiveKit leg counts the frames its audio source has
+consumed. The number is what a brain may truncate its own transcript to, so it
+is never more than was sent, and reports that arrive after a clear (Twilio
+echoes flushed marks too) are ignored.
 
-The ms in a mark counts real audio bytes of the item, not the silence that pads
-its last frame: a brain's item is exactly as long as the audio it produced, and
-a truncation past its end is an error.
+The ms of a checkpoint counts real audio bytes of the item, not the silence
+that pads its last frame: a brain's item is exactly as long as the audio it
+produced, and a truncation past its end is an error.
 
 Audio sits in one bytearray read with a moving offset; it is compacted only
 when drained or when the consumed head is large, so a frame costs one slice.
@@ -31,11 +34,13 @@ from media.settings import MediaSettings
 _BYTES_PER_MS = FRAME_BYTES // FRAME_MS  # 8 (8 kHz μ-law)
 # Consumed head size from which the buffer is compacted even while not drained.
 _COMPACT_BYTES = 64 * 1024
-# Items remembered after they are done, so late marks and late audio of a
+# Items remembered after they are done, so late reports and late audio of a
 # cleared response are recognised (and ignored) rather than taken as new.
 _REMEMBER_ITEMS = 64
 
-Frame = tuple[bytes | None, str | None]
+# Audio up to `ms` of `item_id` has been handed out (reported back via `played`).
+Checkpoint = tuple[str, int]
+Frame = tuple[bytes | None, Checkpoint | None]
 _NOTHING: Sequence[Frame] = ()
 
 
@@ -74,9 +79,9 @@ class _Item:
         # Bytes handed out (whole frames, padding included).
         self.sent_bytes = 0
         self.next_mark = mark_bytes
-        # ms named by the latest mark sent; -1 = none yet.
+        # ms of the latest checkpoint handed out; -1 = none yet.
         self.marked_ms = -1
-        # ms named by the latest mark echoed; -1 = none yet.
+        # ms of the latest checkpoint reported played; -1 = none yet.
         self.heard_ms = -1
         self.finished = False
         self.final_marked = False
@@ -92,9 +97,9 @@ class Playout:
     """Outbound audio of one call. Not thread-safe; driven from the media clock.
 
     `frames_due(n)` is called once per clock tick with the number of periods
-    elapsed; it returns `(frame, mark)` pairs to send in order: `frame` is a
-    160-byte μ-law frame or None (a mark alone), `mark` a mark name to send
-    right after it or None.
+    elapsed; it returns `(frame, checkpoint)` pairs to send in order: `frame`
+    is a 160-byte μ-law frame or None (a checkpoint alone), `checkpoint` an
+    `(item_id, ms)` for the leg to report back once it has played, or None.
     """
 
     def __init__(
@@ -103,12 +108,12 @@ class Playout:
         self._clock = clock
         self._buf = bytearray()
         self._off = 0
-        # Items with audio or a mark still to hand out, in buffer order.
+        # Items with audio or a checkpoint still to hand out, in buffer order.
         self._sendq: deque[_Item] = deque()
         # Items not yet fully heard (superset of _sendq), in play order.
         self._unsettled: deque[_Item] = deque()
         self._items: dict[str, _Item] = {}
-        # Frames Twilio is estimated to hold beyond the one playing now.
+        # Frames the leg is estimated to hold beyond the one playing now.
         self._ahead = 0
         self._unsent = 0
         self.sent_frames = 0
@@ -213,7 +218,7 @@ class Playout:
     def frames_due(self, n: int = 1) -> Sequence[Frame]:
         """Frames to send now, `n` clock periods after the previous call.
 
-        Keeps Twilio's buffer at `lead_frames` ahead of real time: the first
+        Keeps the leg's buffer at `lead_frames` ahead of real time: the first
         call after the buffer ran dry hands out 1 + lead_frames frames, then
         one per period (more after a late tick, to refill what was played).
         """
@@ -245,8 +250,8 @@ class Playout:
                     self._settle(item)
                 continue
             if item.finished:
-                # Only a final mark can be missing (the audio's last frame went
-                # out before finish() came).
+                # Only a final checkpoint can be missing (the audio's last frame
+                # went out before finish() came).
                 if not item.final_marked:
                     mark = self._final_mark(item)
                     if mark is not None:
@@ -269,23 +274,15 @@ class Playout:
             self._off = 0
         return out
 
-    def on_mark(self, name: str) -> bool:
-        """Twilio echoed mark `name`; returns whether it counted.
+    def played(self, item_id: str, ms: int) -> bool:
+        """The leg played the audio up to checkpoint `(item_id, ms)`; returns whether it counted.
 
-        Unknown, malformed and flushed (item cleared) marks do not count, and a
-        mark never raises heard_ms beyond the ms of the latest mark sent.
+        Unknown and flushed (item cleared) items do not count, and a report
+        never raises heard_ms beyond the ms of the latest checkpoint handed out,
+        so a leg that misreports cannot make a truncation overshoot.
         """
-        item_id, sep, ms_text = name.rpartition(":")
-        if not sep:
-            return False
         item = self._items.get(item_id)
-        if item is None or item.cleared:
-            return False
-        try:
-            ms = int(ms_text)
-        except ValueError:
-            return False
-        if ms < 0 or ms > item.marked_ms:
+        if item is None or item.cleared or ms < 0 or ms > item.marked_ms:
             return False
         if ms > item.heard_ms:
             item.heard_ms = ms
@@ -293,7 +290,7 @@ class Playout:
         return True
 
     def clear(self) -> Truncation | None:
-        """Barge-in: drop all unsent audio; marks still out now count as flushed.
+        """Barge-in: drop all unsent audio; checkpoints still out now count as flushed.
 
         Returns what the caller heard of the item being played (the oldest not
         fully heard), or None if nothing was playing or queued. heard_ms never
@@ -352,7 +349,7 @@ class Playout:
             item.final_marked = True
             self._settle(item)
 
-    def _mark_after_frame(self, item: _Item) -> str | None:
+    def _mark_after_frame(self, item: _Item) -> Checkpoint | None:
         if item.finished and item.queued == 0:
             return self._final_mark(item)
         sent = item.sent_bytes if item.sent_bytes < item.audio_bytes else item.audio_bytes
@@ -361,19 +358,19 @@ class Playout:
         item.next_mark = sent + self._mark_bytes
         return self._mark(item, sent // _BYTES_PER_MS)
 
-    def _final_mark(self, item: _Item) -> str | None:
+    def _final_mark(self, item: _Item) -> Checkpoint | None:
         item.final_marked = True
         ms = item.audio_bytes // _BYTES_PER_MS
         if ms == item.marked_ms:
-            return None  # the latest interval mark already says it
+            return None  # the latest interval checkpoint already says it
         return self._mark(item, ms)
 
-    def _mark(self, item: _Item, ms: int) -> str:
+    def _mark(self, item: _Item, ms: int) -> Checkpoint:
         item.marked_ms = ms
-        return f"{item.item_id}:{ms}"
+        return (item.item_id, ms)
 
     def _settle(self, item: _Item) -> None:
-        """Retire `item` once its final mark came back (or it had no audio)."""
+        """Retire `item` once its final checkpoint was played (or it had no audio)."""
         if not (item.final_marked and item.queued == 0 and item.heard_ms >= item.marked_ms):
             return
         try:

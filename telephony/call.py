@@ -1,8 +1,8 @@
 """One phone call: the glue between a phone leg, the media engine and a brain.
 
-The leg (Twilio Media Streams today, LiveKit later) feeds caller frames and
-marks in and sends what the call hands it; the media engine paces playout and
-decides turns on the shared clock; the brain speaks. `Call` implements both
+The leg (Twilio Media Streams, or a LiveKit room) feeds caller frames and
+playback progress in and sends what the call hands it; the media engine paces
+playout and decides turns on the shared clock; the brain speaks. `Call` implements both
 `MediaSink` (the engine's view) and `BrainOutput` (the brain's view), so
 neither layer knows the other. Everything per call ends with the call.
 
@@ -29,10 +29,17 @@ log = logging.getLogger("leadline.call")
 
 
 class Leg(Protocol):
-    """What a call needs from its phone leg; all non-blocking."""
+    """What a call needs from its phone leg; all non-blocking.
+
+    Carrier-neutral: the leg reports what the caller actually heard by calling
+    `Call.played(item_id, ms)` for each checkpoint it was handed, once the
+    audio before the checkpoint has played. Twilio does that through a mark
+    it echoes; a leg that plays audio itself (LiveKit) knows its position and
+    reports it. Barge-in truncation then reads the same numbers either way.
+    """
 
     def send_media(self, ulaw_frame: bytes) -> bool: ...
-    def send_mark(self, name: str) -> bool: ...
+    def send_checkpoint(self, item_id: str, ms: int) -> bool: ...
     def send_clear(self) -> bool: ...
     def flush(self) -> None: ...
     def hang_up(self, reason: str) -> None: ...
@@ -185,8 +192,9 @@ class Call(BrainOutput):
     def caller_dtmf(self, digit: str) -> None:
         self.brain.dtmf(digit)
 
-    def mark_played(self, name: str) -> None:
-        self.media.on_mark(name)  # type: ignore[union-attr]
+    def played(self, item_id: str, ms: int) -> None:
+        """The leg played agent audio up to checkpoint `(item_id, ms)`."""
+        self.media.played(item_id, ms)  # type: ignore[union-attr]
 
     # -- MediaSink (engine → call) -----------------------------------------------
 
@@ -198,8 +206,8 @@ class Call(BrainOutput):
         if self.recorder is not None:
             self.recorder.agent(frame)
 
-    def send_mark(self, name: str) -> None:
-        self.leg.send_mark(name)
+    def send_checkpoint(self, item_id: str, ms: int) -> None:
+        self.leg.send_checkpoint(item_id, ms)
 
     def send_clear(self) -> None:
         self.leg.send_clear()

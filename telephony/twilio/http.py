@@ -9,7 +9,6 @@ dispatched synchronously as aiohttp parses them (`fastws`), with a plain
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -21,10 +20,12 @@ from agents.brain import CallContext
 from telephony.call import Call
 from telephony.calls import CallManager
 from telephony.settings import TwilioSettings
-from telephony.twilio import fastws, streams
+from telephony.twilio import streams
+from telephony.twilio.leg import MediaStreamLeg
 from telephony.twilio.signature import SignatureChecker
 from telephony.twilio.twiml import connect_stream_twiml, say_hangup_twiml
-from telephony.wsframe import FrameWriter
+from telephony.ws import fastws
+from telephony.ws.frame import FrameWriter
 
 log = logging.getLogger("leadline.twilio")
 
@@ -47,50 +48,6 @@ class TwilioStats:
         self.webhooks = 0
         self.streams_opened = 0
         self.rejected_busy = 0
-
-
-class MediaStreamLeg:
-    """The Twilio side of a call, as `telephony.call.Leg`.
-
-    Media and marks are batched and leave in one write per `flush` (the media
-    engine flushes each call once per tick); a clear goes out at once.
-    """
-
-    __slots__ = ("_closing", "_stop", "_ws", "outbound", "writer")
-
-    def __init__(self, ws: web.WebSocketResponse, writer: FrameWriter, stream_sid: str,
-                 stop: Callable[[str], None] | None = None) -> None:
-        self._ws = ws
-        self.writer = writer
-        self.outbound = streams.Outbound(stream_sid)
-        self._closing = False
-        self._stop = stop  # ends the fast-path pump; None on the `async for` path
-
-    def send_media(self, ulaw_frame: bytes) -> bool:
-        if self.writer.queue(self.outbound.media(ulaw_frame)):
-            return True
-        if self.writer.overflowed:  # the peer stopped reading: its call only
-            self.hang_up("slow peer")
-        return False
-
-    def send_mark(self, name: str) -> bool:
-        return self.writer.queue(self.outbound.mark(name))
-
-    def send_clear(self) -> bool:
-        return self.writer.send(self.outbound.clear())
-
-    def flush(self) -> None:
-        self.writer.flush()
-
-    def hang_up(self, reason: str) -> None:
-        """Closing the stream ends `<Connect>`; with no TwiML after it, Twilio hangs up."""
-        if not self._closing:
-            self._closing = True
-            if self._stop is not None:  # the handler closes the socket as it ends
-                self._stop(reason)
-            else:
-                asyncio.get_running_loop().create_task(
-                    self._ws.close(message=reason[:100].encode()))
 
 
 class _MediaSession:
@@ -122,7 +79,7 @@ class _MediaSession:
                 call.caller_audio(event.audio)  # type: ignore[union-attr]
         elif kind is streams.Mark:
             if call is not None:
-                call.mark_played(event.name)  # type: ignore[union-attr]
+                call.leg.mark_echoed(event.name)  # type: ignore[union-attr, attr-defined]
         elif kind is streams.ProtocolError:
             self.routes._count_error(self.protocol, event.kind, self.logged,  # type: ignore[union-attr]
                                      event.detail)  # type: ignore[union-attr]
@@ -367,4 +324,6 @@ class TwilioRoutes:
             parameters=params,
         )
         leg = MediaStreamLeg(ws, writer, start.stream_sid, stop)
-        return self.calls.open(context, leg)
+        call = self.calls.open(context, leg)
+        leg.on_played = call.played
+        return call

@@ -92,8 +92,8 @@ class FakeSink:
     def send_media(self, frame: bytes) -> None:
         self._record("media", frame)
 
-    def send_mark(self, name: str) -> None:
-        self._record("mark", name)
+    def send_checkpoint(self, item_id: str, ms: int) -> None:
+        self._record("mark", (item_id, ms))
 
     def send_clear(self) -> None:
         self._record("clear")
@@ -196,7 +196,7 @@ def test_agent_audio_is_paced_one_frame_per_tick_with_marks(agent_speech: bytes)
     for n in range(4, 12):
         rig.step({call: SILENT_FRAME})
         assert len(sink.of("media")) == n
-    assert sink.events[5] == ("mark", "resp_1:100")
+    assert sink.events[5] == ("mark", ("resp_1", 100))
     assert call.turns.state is TurnState.AGENT_SPEAKING
     n_frames = -(-len(agent_speech) // FRAME_BYTES)
     rig.step(ticks=n_frames)
@@ -204,12 +204,12 @@ def test_agent_audio_is_paced_one_frame_per_tick_with_marks(agent_speech: bytes)
     assert len(media) == n_frames == rig.engine.frames_out == call.stats.frames_out
     assert b"".join(media)[: len(agent_speech)] == agent_speech
     marks = [e[1] for e in sink.of("mark")]
-    assert marks[-1] == f"resp_1:{len(agent_speech) // 8}"
+    assert marks[-1] == ("resp_1", len(agent_speech) // 8)
     rig.step(ticks=5)
     assert call.turns.state is TurnState.LISTENING  # playout ran dry
     assert "idle" not in sink.kinds()
-    for name in marks:
-        call.on_mark(name)
+    for checkpoint in marks:
+        call.played(*checkpoint)
     assert sink.kinds()[-1] == "idle"
     assert rig.engine.underruns == 0
 
@@ -223,9 +223,9 @@ def test_caller_speech_over_the_agent_clears_and_reports_what_was_heard(
     call.agent_audio("resp_1", agent_speech)
     rig.step({call: SILENT_FRAME}, ticks=20)
     marks = [e[1] for e in sink.of("mark")]
-    assert marks[:2] == ["resp_1:100", "resp_1:200"]
-    call.on_mark("resp_1:100")
-    call.on_mark("resp_1:200")
+    assert marks[:2] == [("resp_1", 100), ("resp_1", 200)]
+    call.played("resp_1", 100)
+    call.played("resp_1", 200)
     start = first_loud(caller_speech)
     for frame in caller_speech[start : start + 15]:
         rig.step({call: frame})
@@ -239,7 +239,7 @@ def test_caller_speech_over_the_agent_clears_and_reports_what_was_heard(
     assert rig.engine.barge_in_latency_ms.values()[0] >= VAD.barge_in_ms
     assert call.turns.state is TurnState.CALLER_SPEAKING
     # Flushed marks and late audio of the cancelled response change nothing.
-    call.on_mark("resp_1:300")
+    call.played("resp_1", 300)
     call.agent_audio("resp_1", agent_speech[:1600])
     n_media = len(sink.of("media"))
     rig.step({call: SILENT_FRAME}, ticks=30)
@@ -271,7 +271,7 @@ def test_interrupt_from_the_brain(agent_speech: bytes) -> None:
     assert call.interrupt() is False
     call.agent_audio("resp_1", agent_speech)
     rig.step(ticks=8)
-    call.on_mark("resp_1:100")
+    call.played("resp_1", 100)
     assert call.interrupt() is True
     assert sink.kinds()[-3:] == ["clear", "barge_in", "idle"]
     assert sink.events[-2] == ("barge_in", "resp_1", 100)

@@ -1,4 +1,4 @@
-"""Playout: pacing, marks, what the caller heard, truncation, bounds."""
+"""Playout: pacing, checkpoints, what the caller heard, truncation, bounds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media.codecs.ulaw import FRAME_BYTES, SILENT_FRAME
-from media.playout import Playout, Truncation
+from media.playout import Frame, Playout, Truncation
 from media.settings import MediaSettings
 from tests.audio import speech_ulaw
 
@@ -29,8 +29,8 @@ class FakeClock:
         return self.now
 
 
-def drain(p: Playout, ticks: int = 10_000) -> list[tuple[bytes | None, str | None]]:
-    out: list[tuple[bytes | None, str | None]] = []
+def drain(p: Playout, ticks: int = 10_000) -> list[Frame]:
+    out: list[Frame] = []
     for _ in range(ticks):
         got = p.frames_due(1)
         if not got and not p.speaking:
@@ -79,82 +79,82 @@ def test_every_frame_is_whole_and_the_last_is_padded_with_silence(speech: bytes)
     assert len(joined) - len(speech) < FRAME_BYTES
 
 
-def test_marks_every_interval_and_at_the_end_of_the_item(speech: bytes) -> None:
+def test_checkpoints_every_interval_and_at_the_end_of_the_item(speech: bytes) -> None:
     p = Playout(SETTINGS)
     p.push("item_1", speech)
     p.finish("item_1")
     out = drain(p)
     marks = [(i, m) for i, (_, m) in enumerate(out) if m is not None]
     total_ms = len(speech) // 8
-    expected = [f"item_1:{ms}" for ms in range(100, total_ms, 100)]
+    expected = [("item_1", ms) for ms in range(100, total_ms, 100)]
     if total_ms % 100:
-        expected.append(f"item_1:{total_ms}")
+        expected.append(("item_1", total_ms))
     assert [m for _, m in marks] == expected
     # Interval marks follow every fifth frame; the final one the last frame.
     assert [i for i, _ in marks[:-1]] == [5 * k + 4 for k in range(len(marks) - 1)]
     assert marks[-1][0] == len(out) - 1
 
 
-def test_marks_follow_a_changed_interval_and_item_ids_with_colons(speech: bytes) -> None:
+def test_checkpoints_follow_a_changed_interval_and_item_ids_with_colons(speech: bytes) -> None:
     p = Playout(SETTINGS)
     p.push("resp:1", speech[:4000])  # 500 ms
     p.update_settings(MediaSettings(mark_interval_ms=200, lead_frames=2))
     p.finish("resp:1")
     marks = [m for _, m in drain(p) if m]
-    assert marks == ["resp:1:100", "resp:1:300", "resp:1:500"]
-    assert p.on_mark("resp:1:300")
+    assert marks == [("resp:1", 100), ("resp:1", 300), ("resp:1", 500)]
+    assert p.played("resp:1", 300)
     assert p.heard_ms("resp:1") == 300
 
 
-def test_final_mark_alone_when_finish_comes_after_the_last_frame(speech: bytes) -> None:
+def test_final_checkpoint_alone_when_finish_comes_after_the_last_frame(speech: bytes) -> None:
     p = Playout(SETTINGS)
     p.push("a", speech[:1200])  # 150 ms, open: 7 whole frames and a 80-byte tail
     out = drain(p, ticks=20)
     assert sum(f is not None for f, _ in out) == 7
     p.finish("a")
     out = p.frames_due(1)
-    assert out == [(speech[1120:1200] + b"\xff" * 80, "a:150")]
+    assert out == [(speech[1120:1200] + b"\xff" * 80, ("a", 150))]
 
     p = Playout(SETTINGS)
     p.push("b", speech[:960])  # 120 ms = 6 whole frames, mark at 100
     drain(p, ticks=20)
     p.finish("b")
-    assert list(p.frames_due(1)) == [(None, "b:120")]
+    assert list(p.frames_due(1)) == [(None, ("b", 120))]
 
 
-def test_heard_ms_follows_echoed_marks_and_rejects_bad_ones(speech: bytes) -> None:
+def test_heard_ms_follows_played_reports_and_rejects_bad_ones(speech: bytes) -> None:
     clock = FakeClock()
     p = Playout(SETTINGS, clock=clock)
     p.push("a", speech[:4000])
     p.finish("a")
     drain(p)
     assert p.heard_ms("a") == 0 and not p.idle
-    assert p.on_mark("a:200")
+    assert p.played("a", 200)
     assert p.heard_ms("a") == 200
-    assert p.on_mark("a:100")  # out of order: never goes back
+    assert p.played("a", 100)  # out of order: never goes back
     assert p.heard_ms("a") == 200
-    for bad in ("a:900", "a:-5", "a:x", "nocolon", "zz:100", ""):
-        assert not p.on_mark(bad)
+    for item, ms in (("a", 900), ("a", -5), ("zz", 100), ("", 100)):
+        assert not p.played(item, ms)
     assert p.heard_ms("a") == 200
     clock.now = 1234.0
-    assert p.on_mark("a:500")
+    assert p.played("a", 500)
     assert p.idle and p.idle_since_ms == 1234.0
 
 
-def test_clear_reports_what_was_heard_and_ignores_flushed_marks(speech: bytes) -> None:
+def test_clear_reports_what_was_heard_and_ignores_flushed_checkpoints(speech: bytes) -> None:
     clock = FakeClock()
     p = Playout(SETTINGS, clock=clock)
     p.push("a", speech)
     sent = drain(p, ticks=15)  # 17 frames handed out
     names = [m for _, m in sent if m]
-    assert names == ["a:100", "a:200", "a:300"]
-    p.on_mark("a:100")
-    p.on_mark("a:200")
+    assert names == [("a", 100), ("a", 200), ("a", 300)]
+    p.played("a", 100)
+    p.played("a", 200)
     clock.now = 500.0
     assert p.clear() == Truncation("a", heard_ms=200, sent_ms=17 * 20)
     assert not p.speaking and p.idle and p.idle_since_ms == 500.0
     # Twilio echoes the flushed mark after the clear: ignored.
-    assert not p.on_mark("a:300")
+    assert not p.played("a", 300)
     assert p.heard_ms("a") == 200
     # Late audio of the cancelled response is not played.
     assert p.push("a", speech[:1600]) == 0
@@ -185,9 +185,9 @@ def test_new_item_finishes_the_previous_one(speech: bytes) -> None:
         speech[:160],
         speech[160:320],
     ]
-    assert [m for _, m in out] == [None, "a:25", None, "b:40"]
+    assert [m for _, m in out] == [None, ("a", 25), None, ("b", 40)]
     assert p.current_item == "a"
-    p.on_mark("a:25")
+    p.played("a", 25)
     assert p.current_item == "b"
 
 
@@ -227,7 +227,7 @@ def test_empty_items_and_speaking_state(speech: bytes) -> None:
     assert p.speaking and not p.idle
     drain(p)
     assert not p.speaking and not p.idle  # played out by estimate, marks not back yet
-    p.on_mark("b:40")
+    p.played("b", 40)
     assert p.idle
 
 
@@ -270,7 +270,7 @@ def test_heard_never_exceeds_sent(ops: list[tuple], lead: int, interval: int) ->
     p = Playout(settings_)
     source = speech_ulaw()
     pushed: dict[str, int] = {}
-    marks_out: list[str] = []
+    marks_out: list[tuple[str, int]] = []
     for op in ops:
         if op[0] == "push":
             pushed[op[1]] = pushed.get(op[1], 0) + p.push(op[1], source[: op[2]])
@@ -282,13 +282,13 @@ def test_heard_never_exceeds_sent(ops: list[tuple], lead: int, interval: int) ->
             for frame, mark in got:
                 assert frame is None or len(frame) == FRAME_BYTES
                 if mark is not None:
-                    item, _, ms = mark.rpartition(":")
-                    assert int(ms) <= pushed[item] // 8
+                    item, ms = mark
+                    assert ms <= pushed[item] // 8
                     marks_out.append(mark)
         elif op[0] == "mark" and marks_out:
-            p.on_mark(marks_out[op[1] % len(marks_out)])
+            p.played(*marks_out[op[1] % len(marks_out)])
         elif op[0] == "forge":
-            p.on_mark(f"{op[1]}:{op[2]}")
+            p.played(op[1], op[2])
         elif op[0] == "clear":
             truncation = p.clear()
             if truncation is not None:
@@ -305,7 +305,7 @@ def test_silent_frame_constant_matches_padding() -> None:
     p = Playout(SETTINGS)
     p.push("a", b"\xff")
     p.finish("a")
-    assert p.frames_due(1) == [(SILENT_FRAME, "a:0")]
+    assert p.frames_due(1) == [(SILENT_FRAME, ("a", 0))]
 
 
 def test_item_memory_is_bounded_over_a_long_call(speech: bytes) -> None:
@@ -315,7 +315,7 @@ def test_item_memory_is_bounded_over_a_long_call(speech: bytes) -> None:
         p.finish(f"r{i}")
         for _, mark in drain(p):
             if mark:
-                p.on_mark(mark)
+                p.played(*mark)
         assert p.idle
     assert len(p._items) <= 64
     # A recent item is still recognised: its late audio is discarded.

@@ -162,7 +162,7 @@ class _Leg:
         self.frames += 1
         return True
 
-    def send_mark(self, name: str) -> bool:
+    def send_checkpoint(self, item_id: str, ms: int) -> bool:
         return True
 
     def flush(self) -> None:
@@ -372,9 +372,9 @@ async def test_barge_in_cancels_clears_and_truncates_to_the_acknowledged_marks(
     # (A mark the sim sends back while our clear is on its way is heard, but not yet
     # known to us: the truncate must not count it, and cannot.)
     order: list[str] = []
-    mark_played, send_clear = Call.mark_played, Call.send_clear
-    monkeypatch.setattr(Call, "mark_played",
-                        lambda self, name: (order.append(name), mark_played(self, name))[1])
+    played, send_clear = Call.played, Call.send_clear
+    monkeypatch.setattr(Call, "played", lambda self, item_id, ms: (
+        order.append(f"{item_id}:{ms}"), played(self, item_id, ms))[1])
     monkeypatch.setattr(Call, "send_clear",
                         lambda self: (order.append("<clear>"), send_clear(self))[1])
     # Real-time pacing: the greeting is still streaming when the caller talks over it.

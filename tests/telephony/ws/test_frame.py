@@ -6,8 +6,8 @@ import pytest
 from media.engine import MediaEngine
 from media.settings import MediaSettings, VadSettings
 from media.vad.base import VadEngine, VadStream
-from telephony.twilio.http import MediaStreamLeg
-from telephony.wsframe import FrameWriter, text_frame_header
+from telephony.twilio.leg import MediaStreamLeg
+from telephony.ws.frame import FrameWriter, text_frame_header
 from tests.audio import speech_ulaw
 
 
@@ -163,8 +163,8 @@ class _Sink:
     def send_media(self, frame: bytes) -> None:
         self.leg.send_media(frame)
 
-    def send_mark(self, name: str) -> None:
-        self.leg.send_mark(name)
+    def send_checkpoint(self, item_id: str, ms: int) -> None:
+        self.leg.send_checkpoint(item_id, ms)
 
     def send_clear(self) -> None:
         self.leg.send_clear()

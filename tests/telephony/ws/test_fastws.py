@@ -17,10 +17,10 @@ import pytest
 from aiohttp import web
 
 from telephony.call import Call
-from telephony.twilio import fastws
 from telephony.twilio.http import TwilioRoutes
 from telephony.twilio.signature import SignatureChecker
 from telephony.twilio.streams import TwilioSide
+from telephony.ws import fastws
 from tests.ops.conftest import AUTH_TOKEN
 
 
