@@ -19,6 +19,7 @@ import msgspec
 from agents.chat.settings import SmsSettings
 from agents.settings import BrainSettings, OpenAISettings, ScriptedSettings
 from media.settings import MediaSettings, RecordingSettings, VadSettings
+from sms.settings import OutboxSettings
 from store.settings import SessionsSettings, StoreSettings
 from telephony.settings import TwilioSettings
 
@@ -70,6 +71,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     sessions: SessionsSettings = msgspec.field(default_factory=SessionsSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     sms: SmsSettings = msgspec.field(default_factory=SmsSettings)
+    sms_outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
 
     @property
     def brain_kind(self) -> Literal["scripted", "openai"]:
