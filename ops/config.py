@@ -17,6 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from agents.chat.settings import SmsSettings
+from agents.compliance.settings import ComplianceSettings
 from agents.settings import BrainSettings, OpenAISettings, ScriptedSettings
 from media.settings import MediaSettings, RecordingSettings, VadSettings
 from sms.settings import OutboxSettings
@@ -71,6 +72,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     sessions: SessionsSettings = msgspec.field(default_factory=SessionsSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     sms: SmsSettings = msgspec.field(default_factory=SmsSettings)
+    compliance: ComplianceSettings = msgspec.field(default_factory=ComplianceSettings)
     sms_outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
 
     @property
