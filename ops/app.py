@@ -25,6 +25,7 @@ from media.engine import MediaEngine
 from media.vad import make_engine
 from ops import metrics
 from ops.config import Config
+from ops.messaging import Messaging
 from ops.persistence import Persistence
 from ops.reload import ConfigReloader
 from telephony.calls import CallManager
@@ -59,6 +60,8 @@ class Runtime:
         # G2 (store wiring): call records, turns, caller memory, live sessions.
         self.persistence = Persistence(lambda: self.config)
         self.calls.observer = self.persistence
+        # The SMS side: webhooks, conversation, outbox sender, over the same database.
+        self.messaging = Messaging(lambda: self.config, lambda: self.persistence.db)
         self.calls.dtmf_handler = self._send_dtmf
         self._rest: Any = None
         self.twilio_stats = TwilioStats()
@@ -66,6 +69,7 @@ class Runtime:
         self.reloader = ConfigReloader(config_path, config, self._apply,
                                        config.server.reload_poll_s)
         self.registry = metrics.make_registry(self)
+        self.registry.register(self.messaging.collector())
         self._tools: tuple[Any, Any] | None = None
         if config.brain_kind == "openai":
             from agents.realtime.breaker import configure_default
@@ -142,6 +146,7 @@ class Runtime:
     async def start(self, app: web.Application) -> None:
         # G2: first, so an unreachable database stops the server before it takes calls.
         await self.persistence.start()
+        await self.messaging.start()
         # The keyless brain is also every call's fallback: its prompts must be ready.
         await prerender(self.config.scripted)
         self.clock.start()
@@ -153,6 +158,7 @@ class Runtime:
         })
 
     async def stop(self, app: web.Application) -> None:
+        await self.messaging.stop()
         for call in list(self.calls.active.values()):
             call.leg.hang_up("server shutting down")
             await self.calls.close(call, "server shutting down")
@@ -232,6 +238,7 @@ def build_app(config: Config, config_path: str | None = None) -> web.Application
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     runtime.twilio.add_to(app)
+    runtime.messaging.add_to(app)
     app.on_startup.append(runtime.start)
     app.on_shutdown.append(runtime.stop)
     return app
