@@ -1,0 +1,394 @@
+"""The SMS conversation: an inbound text in, at most the right replies out, all through the outbox.
+
+Order of work for one inbound message, and why:
+
+1. Store it (`record_inbound_message`, idempotent on MessageSid) before anything
+   else: a webhook Twilio retries is answered but never processed twice, and a
+   message is never lost to a failure further down.
+2. Consent first (`classify_consent`, and Twilio's own OptOutType when Advanced
+   Opt-Out matched): an opt-out is recorded as a consent event at once, and
+   exactly one confirmation goes out per opt-out episode (a second STOP while
+   already opted out sends nothing); afterwards nothing else is sent on any
+   channel until an opt-in. When Twilio's Advanced Opt-Out matched the keyword
+   it already sent its own reply, so we record the event and send none.
+   START/UNSTOP/YES is an opt-in only while opted out (otherwise "yes" is an
+   ordinary answer for the agent). HELP gets the carrier-required help text.
+3. Everything else goes to the text agent, unless a human has taken the thread
+   over or the lead is opted out or on the DNC list. Its decision sets the lead's
+   status and intent; a handoff flags human takeover and alerts the owner by SMS.
+4. Every outbound text, confirmations included, asks compliance first and is
+   then committed to the outbox: allowed → due now (the sender is woken);
+   deferred → due at `next_allowed_at`; refused → stored and cancelled with the
+   reason, so it is visible and never silently dropped.
+
+Steps 2-4 run after the webhook is answered (Twilio wants an answer fast), in a
+bounded set of tasks; past the bound they run inline, slowing Twilio down
+rather than growing without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+
+from agents.chat.segments import count_segments
+from sms.policy import classify_status_error
+from sms.sender import GateVerdict, apply_recipient_verdict, outbox_key
+from sms.webhooks import InboundSms, StatusReport
+from store.database import Database
+from store.models import Lead, LeadInput, Message, OutboxItem, utcnow
+from store.phones import InvalidPhoneNumber, normalize_phone
+
+if TYPE_CHECKING:
+    from agents.chat.settings import SmsSettings
+
+log = logging.getLogger("leadline.sms")
+
+# Inbound messages processed in the background at once; more are processed inline.
+MAX_INFLIGHT = 256
+# Messages of the thread handed to the agent (newest last).
+THREAD_LIMIT = 30
+# How long stop() waits for in-flight processing.
+DRAIN_S = 10.0
+
+_OPT_TYPE_KIND = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
+
+
+class ComplianceAnswer(msgspec.Struct, frozen=True):
+    allowed: bool
+    reason: str
+    next_allowed_at: datetime | None = None
+
+
+class Compliance(Protocol):
+    """The compliance engine as this channel needs it (adapter: sms/compliance.py)."""
+
+    async def check(self, phone: str, purpose: str, *, now: datetime) -> ComplianceAnswer:
+        """May we text `phone` for `purpose` now? Audited by the engine."""
+        ...
+
+    async def recheck(self, item: OutboxItem, purpose: str, *, now: datetime) -> GateVerdict:
+        """Still allowed at send time (an opt-out or quiet hours may have begun)?"""
+        ...
+
+
+class AgentDecision(msgspec.Struct, frozen=True):
+    intent: str | None = None
+    confidence: float | None = None
+    reply: str | None = None
+    new_status: str | None = None
+    handoff: bool = False
+    handoff_reason: str = ""
+
+
+class ReplyAgent(Protocol):
+    """The text agent (adapter over agents.chat: sms/agent.py)."""
+
+    async def decide(self, lead: Lead, thread: Sequence[Message],
+                     inbound: Message) -> AgentDecision: ...
+
+
+class Wording(Protocol):
+    """The fixed texts: confirmations and HELP (adapter over agents.compliance.replies)."""
+
+    def help_reply(self) -> str: ...
+
+    def opt_out_confirmation(self) -> str: ...
+
+    def opt_in_confirmation(self) -> str: ...
+
+
+class Queued(msgspec.Struct, frozen=True):
+    """What became of one outbound text: `state` is "queued" (due now), "deferred" (due
+    at `next_allowed_at`), "refused" (stored, cancelled) or "duplicate" (this decision
+    was already queued)."""
+
+    state: str
+    reason: str
+    message_id: int | None = None
+    outbox_id: int | None = None
+    next_allowed_at: datetime | None = None
+
+
+class NoSender(ValueError):
+    """Neither `[sms] messaging_service_sid` nor `[sms] from_number` is set."""
+
+
+class ConversationStats:
+    def __init__(self) -> None:
+        self.inbound = 0
+        self.duplicates = 0
+        self.not_ours = 0
+        self.opt_outs = 0
+        self.opt_ins = 0
+        self.helps = 0
+        self.agent_turns = 0
+        self.handoffs = 0
+        self.silenced = 0  # inbound we deliberately did not answer (opted out, takeover)
+        self.queued = 0
+        self.deferred = 0
+        self.refused = 0
+        self.processing_errors = 0
+        self.status_updates = 0
+        self.unknown_status_sids = 0
+        self.inline = 0
+
+
+class Conversation:
+    def __init__(
+        self,
+        db: Database,
+        compliance: Compliance,
+        agent: ReplyAgent,
+        wording: Wording,
+        *,
+        settings: Callable[[], SmsSettings],
+        wake_sender: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
+        max_inflight: int = MAX_INFLIGHT,
+    ) -> None:
+        self.db = db
+        self.compliance = compliance
+        self.agent = agent
+        self.wording = wording
+        self._settings = settings
+        self._wake = wake_sender
+        self._clock = clock
+        self._max_inflight = max_inflight
+        self._tasks: set[asyncio.Task[str]] = set()
+        self.stats = ConversationStats()
+
+    # identity ----------------------------------------------------------------------
+
+    def sender(self) -> str:
+        """Who we text as: the Messaging Service when set (Twilio picks the number and
+        handles its opt-out lists), else our number."""
+        cfg = self._settings()
+        if cfg.messaging_service_sid:
+            return cfg.messaging_service_sid
+        if cfg.from_number:
+            return normalize_phone(cfg.from_number)
+        raise NoSender("set [sms] messaging_service_sid or [sms] from_number")
+
+    def is_ours(self, inbound: InboundSms) -> bool:
+        cfg = self._settings()
+        if cfg.messaging_service_sid and inbound.messaging_service_sid == \
+                cfg.messaging_service_sid:
+            return True
+        if cfg.from_number:
+            try:
+                return normalize_phone(cfg.from_number) == inbound.to_number
+            except InvalidPhoneNumber:
+                return False
+        return False
+
+    # inbound -----------------------------------------------------------------------
+
+    async def receive(self, inbound: InboundSms) -> str:
+        """Store the message, then process it in the background. Returns at once with
+        "duplicate", "not_ours" or "accepted"; store errors propagate (the webhook
+        answers 500 so Twilio may retry: nothing was stored)."""
+        msg, created = await self.db.record_inbound_message(
+            phone=inbound.from_number, channel="sms", body=inbound.body,
+            from_addr=inbound.from_number, to_addr=inbound.to_number,
+            provider_sid=inbound.message_sid, segments=inbound.num_segments,
+            at=self._clock())
+        if not created:
+            self.stats.duplicates += 1
+            log.info("duplicate inbound SMS ignored", extra={"message_sid": inbound.message_sid})
+            return "duplicate"
+        self.stats.inbound += 1
+        if not self.is_ours(inbound):
+            self.stats.not_ours += 1
+            log.warning("inbound SMS to a number that is not ours: stored, not answered",
+                        extra={"message_sid": inbound.message_sid, "to": inbound.to_number})
+            return "not_ours"
+        if len(self._tasks) >= self._max_inflight:
+            self.stats.inline += 1
+            await self._process_safely(msg, inbound)
+            return "accepted"
+        task = asyncio.get_running_loop().create_task(self._process_safely(msg, inbound),
+                                                      name=f"sms-{inbound.message_sid}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return "accepted"
+
+    async def _process_safely(self, msg: Message, inbound: InboundSms) -> str:
+        try:
+            return await self.process(msg, inbound)
+        except Exception:
+            self.stats.processing_errors += 1
+            log.exception("processing an inbound SMS failed; it stays stored",
+                          extra={"message_sid": inbound.message_sid})
+            return "error"
+
+    async def process(self, msg: Message, inbound: InboundSms) -> str:
+        """Consent, then the agent; the outcome's name (for tests and logs)."""
+        from agents.compliance.consent import classify_consent
+
+        phone = inbound.from_number
+        kind = _OPT_TYPE_KIND.get(inbound.opt_out_type or "") or classify_consent(inbound.body)
+        twilio_answered = inbound.opt_out_type is not None
+        if kind == "opt_out":
+            return await self._opt_out(phone, inbound, twilio_answered)
+        if kind == "opt_in" and await self.db.is_opted_out(phone):
+            return await self._opt_in(phone, inbound, twilio_answered)
+        if kind == "help":
+            self.stats.helps += 1
+            await self.db.set_message_intent(msg.id, "help", 1.0)
+            if twilio_answered:
+                return "help_by_twilio"
+            await self.send(phone, self.wording.help_reply(), "help",
+                            f"help:{inbound.message_sid}")
+            return "help"
+        return await self._converse(phone, msg, inbound)
+
+    async def _opt_out(self, phone: str, inbound: InboundSms, twilio_answered: bool) -> str:
+        self.stats.opt_outs += 1
+        already = await self.db.is_opted_out(phone)
+        await self.db.add_consent_event(phone, "opt_out", "sms", inbound.body[:2000],
+                                        at=self._clock(), source=f"sms:{inbound.message_sid}")
+        if already:
+            return "opt_out_repeat"  # one confirmation per episode: it was sent already
+        if twilio_answered:
+            return "opt_out_by_twilio"
+        await self.send(phone, self.wording.opt_out_confirmation(), "opt_out_confirmation",
+                        f"stop:{inbound.message_sid}")
+        return "opt_out"
+
+    async def _opt_in(self, phone: str, inbound: InboundSms, twilio_answered: bool) -> str:
+        self.stats.opt_ins += 1
+        await self.db.add_consent_event(phone, "opt_in", "sms", inbound.body[:2000],
+                                        at=self._clock(), source=f"sms:{inbound.message_sid}")
+        if twilio_answered:
+            return "opt_in_by_twilio"
+        await self.send(phone, self.wording.opt_in_confirmation(), "opt_in_confirmation",
+                        f"start:{inbound.message_sid}")
+        return "opt_in"
+
+    async def _converse(self, phone: str, msg: Message, inbound: InboundSms) -> str:
+        lead = await self.db.get_lead(phone)
+        if lead is None:  # a stranger texting us is a new lead
+            await self.db.upsert_leads([LeadInput(phone=phone, source="sms")])
+            lead = await self.db.get_lead(phone)
+            if lead is None:
+                raise RuntimeError(f"lead {phone} vanished right after it was created")
+        if lead.opted_out or lead.dnc or lead.human_takeover:
+            self.stats.silenced += 1
+            why = "opted_out" if lead.opted_out else "dnc" if lead.dnc else "human_takeover"
+            log.info("inbound SMS stored, no automated reply", extra={
+                "message_sid": inbound.message_sid, "why": why})
+            return f"silent_{why}"
+        thread = await self.db.list_messages(phone, limit=THREAD_LIMIT)
+        decision = await self.agent.decide(lead, thread, msg)
+        self.stats.agent_turns += 1
+        if decision.intent is not None:
+            await self.db.set_message_intent(msg.id, decision.intent, decision.confidence)
+        if decision.new_status and decision.new_status != lead.status:
+            await self.db.set_lead_status(phone, decision.new_status)
+        if decision.reply:
+            await self.send(phone, decision.reply, "conversation",
+                            f"reply:{inbound.message_sid}")
+        if decision.handoff:
+            await self._hand_off(lead, inbound, decision)
+            return "handoff"
+        return "replied" if decision.reply else "no_reply"
+
+    async def _hand_off(self, lead: Lead, inbound: InboundSms, decision: AgentDecision) -> None:
+        self.stats.handoffs += 1
+        await self.db.set_human_takeover(lead.phone, True)
+        owner = getattr(self._settings(), "owner_phone", "")
+        if not owner:
+            log.warning("handoff with no [sms] owner_phone to alert",
+                        extra={"message_sid": inbound.message_sid})
+            return
+        name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.phone
+        why = f" ({decision.handoff_reason})" if decision.handoff_reason else ""
+        text = f"Lead {name} {lead.phone} needs a person{why}: \"{inbound.body[:200]}\""
+        try:
+            await self.send(normalize_phone(owner), text, "notification",
+                            f"handoff:{inbound.message_sid}")
+        except InvalidPhoneNumber as exc:
+            log.error("[sms] owner_phone is not a phone number: %s", exc)
+
+    # outbound -------------------------------------------------------------------
+
+    async def send(self, phone: str, body: str, purpose: str, origin: str) -> Queued:
+        """Ask compliance, then commit the text to the outbox (or store it refused)."""
+        phone = normalize_phone(phone)
+        sender = self.sender()
+        now = self._clock()
+        answer = await self.compliance.check(phone, purpose, now=now)
+        not_before = None
+        if not answer.allowed:
+            if answer.next_allowed_at is None:
+                state = "refused"
+            else:
+                state, not_before = "deferred", answer.next_allowed_at
+        else:
+            state = "queued"
+        msg, item, created = await self.db.queue_outbound_message(
+            phone=phone, channel="sms", purpose=purpose, body=body, from_addr=sender,
+            to_addr=phone, segments=count_segments(body)[0],
+            idempotency_key=outbox_key(purpose, origin), at=now, not_before=not_before)
+        if not created:
+            return Queued("duplicate", "already queued", msg.id, item.id, item.next_attempt_at)
+        if state == "refused":
+            await self.db.outbox_cancel(item.id, f"refused: {answer.reason}")
+            self.stats.refused += 1
+            log.info("outbound SMS refused by compliance", extra={
+                "to": phone, "purpose": purpose, "reason": answer.reason})
+        elif state == "deferred":
+            self.stats.deferred += 1
+            log.info("outbound SMS deferred", extra={
+                "to": phone, "purpose": purpose, "reason": answer.reason,
+                "not_before": not_before.isoformat() if not_before else ""})
+        else:
+            self.stats.queued += 1
+            self._wake()
+        return Queued(state, answer.reason, msg.id, item.id, answer.next_allowed_at)
+
+    async def gate(self, item: OutboxItem, purpose: str) -> GateVerdict:
+        """The sender's check at claim time (see `Compliance.recheck`)."""
+        return await self.compliance.recheck(item, purpose, now=self._clock())
+
+    # status callbacks -------------------------------------------------------------
+
+    async def status(self, report: StatusReport) -> Message | None:
+        """Apply a delivery report; None (counted, logged) for a sid we never sent."""
+        msg = await self.db.update_message_status(report.message_sid, report.status,
+                                                  error_code=report.error_code,
+                                                  at=self._clock())
+        if msg is None:
+            self.stats.unknown_status_sids += 1
+            log.warning("status callback for an unknown message", extra={
+                "message_sid": report.message_sid, "status": report.status})
+            return None
+        self.stats.status_updates += 1
+        if report.status in ("failed", "undelivered"):
+            verdict = classify_status_error(report.error_code)
+            if verdict is not None:
+                await apply_recipient_verdict(self.db, msg.to_addr, verdict,
+                                              source="status_callback")
+        return msg
+
+    # lifecycle --------------------------------------------------------------------
+
+    async def drain(self, timeout_s: float = DRAIN_S) -> None:
+        """Let in-flight processing finish (tests, shutdown)."""
+        tasks = list(self._tasks)
+        if tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        await self.drain()
+        for task in list(self._tasks):
+            task.cancel()
