@@ -1,13 +1,15 @@
-"""Prometheus exposition. The hot path keeps plain ints; this collector reads them at scrape.
+"""Prometheus exposition. Every layer keeps plain ints; the collectors here read them at scrape.
 
-Metric objects are never touched per frame: the media engine, the Twilio
-routes and the call manager count in attributes, and `RuntimeCollector`
-turns them into families when /metrics is scraped.
+Metric objects are never touched per frame, nor from inside a sans-I/O core:
+the media engine, the Twilio routes and the call manager count in attributes
+(`RuntimeCollector`, one per app), the Realtime brain, its circuit breaker and
+the tool runner count into process-wide stats objects (`AgentCollector`, on
+the default registry because those figures outlive any one app).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -18,6 +20,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import REGISTRY, Collector
 
+from agents.realtime.breaker import CircuitBreaker, default_breaker
+from agents.realtime.stats import STATS, RealtimeStats
+from agents.tools.framework import TOOL_STATS, ToolStats
 from media.clock import SampleRing
 from telephony.call import LATENCY, CallLatency
 
@@ -53,7 +58,7 @@ def _quantiles(name: str, doc: str, values: list[float], scale: float = 1.0) -> 
     return fam
 
 
-# (metric name, BrainLatency attribute, help): the turn latency split of issue #3.
+# (metric name, BrainLatency attribute, help): whose share of a slow answer is whose.
 _BRAIN_LATENCY = (
     ("leadline_turn_latency_seconds", "turn",
      "End of caller turn (commit) to the first agent audio frame sent to the carrier"),
@@ -90,6 +95,98 @@ def latency_families(latency: CallLatency = LATENCY) -> Iterator[HistogramMetric
                 for q, value in zip((0.5, 0.99), ring.percentiles(50, 99), strict=True):
                     recent.add_metric([kind, share, str(q)], value)
     yield recent
+
+
+def _counter(name: str, doc: str, counts: Mapping[str, int] | Mapping[tuple[str, ...], int],
+             labels: list[str]) -> CounterMetricFamily:
+    fam = CounterMetricFamily(name, doc, labels=labels)
+    for key, n in counts.items():
+        fam.add_metric([key] if isinstance(key, str) else list(key), n)
+    return fam
+
+
+def _gauge(name: str, doc: str, values: Mapping[str, float], label: str) -> GaugeMetricFamily:
+    fam = GaugeMetricFamily(name, doc, labels=[label])
+    for key, value in values.items():
+        fam.add_metric([key], value)
+    return fam
+
+
+def realtime_families(stats: RealtimeStats = STATS,
+                      breaker: CircuitBreaker = default_breaker) -> Iterable[object]:
+    """The Realtime brain's figures under the names they have always had."""
+    s = stats
+    yield _counter("leadline_realtime_bad_events_total",
+                   "Server events or client requests the Realtime brain refused or discarded, "
+                   "by kind.", s.bad_events, ["kind"])
+    yield _counter("leadline_realtime_error_events_total",
+                   "`error` events received from the Realtime service, by error type.",
+                   s.error_events, ["type"])
+    yield _counter("leadline_realtime_responses_total", "Realtime responses finished, by status.",
+                   s.responses, ["status"])
+    yield _counter("leadline_realtime_tokens_total",
+                   "Tokens billed by the Realtime service (from response.done usage).",
+                   s.tokens, ["direction", "modality"])
+    yield _gauge("leadline_realtime_rate_limit_remaining",
+                 "Last `rate_limits.updated` remaining value, by limit name.",
+                 s.rate_limit_remaining, "name")
+    yield _gauge("leadline_realtime_rate_limit_limit",
+                 "Last `rate_limits.updated` limit value, by limit name.",
+                 s.rate_limit_limit, "name")
+    yield _gauge("leadline_realtime_rate_limit_reset_seconds",
+                 "Last `rate_limits.updated` reset time, by limit name.",
+                 s.rate_limit_reset, "name")
+    yield _counter("leadline_realtime_connects_total",
+                   "Connection attempts to the Realtime service, by outcome (ok, timeout, error).",
+                   s.connects, ["outcome"])
+    yield _histogram("leadline_realtime_connect_seconds",
+                     "Time to open a Realtime WebSocket (successful attempts).",
+                     s.connect_seconds)
+    yield CounterMetricFamily("leadline_realtime_disconnects_total",
+                              "Realtime sockets lost mid-call (not closed by us).",
+                              value=s.disconnects)
+    yield _counter("leadline_realtime_restores_total",
+                   "Mid-call reconnects with context restored, by outcome (ok, failed).",
+                   s.restores, ["outcome"])
+    yield CounterMetricFamily("leadline_realtime_rotations_total",
+                              "Sessions replaced before the service's session time limit.",
+                              value=s.rotations)
+    yield CounterMetricFamily("leadline_realtime_brain_failed_total",
+                              "Live calls handed to the keyless brain because the Realtime "
+                              "brain could not go on.", value=s.brain_failures)
+    yield _histogram("leadline_realtime_first_audio_seconds",
+                     "Brain's share of turn latency: end of caller turn (or response request) "
+                     "to the first audio delta from the service.", s.first_audio_seconds)
+    yield GaugeMetricFamily("leadline_realtime_breaker_state",
+                            "Circuit breaker of the Realtime brain: 0 closed, 1 half-open, "
+                            "2 open.", value=int(breaker.last_state))
+    yield CounterMetricFamily("leadline_realtime_breaker_trips_total",
+                              "Times the Realtime circuit breaker opened.", value=breaker.trips)
+
+
+def tool_families(stats: ToolStats = TOOL_STATS) -> Iterable[object]:
+    """Tool calls of every agent (the names predate tools serving more than Realtime)."""
+    yield _counter("leadline_realtime_tool_calls_total",
+                   "Tool calls by tool and outcome (ok, error, invalid_arguments, timeout, "
+                   "cancelled, unknown_tool, rejected).", stats.calls, ["tool", "outcome"])
+    fam = HistogramMetricFamily("leadline_realtime_tool_seconds",
+                                "Tool run time (completed calls).", labels=["tool"])
+    for name, ring in stats.seconds.items():
+        fam.add_metric([name], _buckets(ring, 1.0), ring.total)
+    yield fam
+
+
+class AgentCollector(Collector):
+    """The agents' process-wide figures (Realtime brain, breaker, tools)."""
+
+    def collect(self) -> Iterator[object]:
+        yield from realtime_families()
+        yield from tool_families()
+
+
+# Registered once per process, on the default registry: tests and tools that read
+# `prometheus_client.REGISTRY` see these figures as they did when they lived there.
+REGISTRY.register(AgentCollector())
 
 
 class RuntimeCollector(Collector):

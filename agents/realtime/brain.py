@@ -33,11 +33,11 @@ from typing import Any
 from openai import AsyncOpenAI, OpenAIError
 
 from agents.brain import Brain, BrainOutput, CallContext
-from agents.realtime import metrics
 from agents.realtime.breaker import CircuitBreaker, configure_default, default_breaker
 from agents.realtime.protocol import RealtimeSession, RealtimeUsage, SessionConfig
-from agents.realtime.tools import ToolContext, ToolRegistry, ToolRunner, build_registry
+from agents.realtime.stats import STATS, RealtimeStats, bump
 from agents.settings import OpenAISettings
+from agents.tools import ToolContext, ToolRegistry, ToolRunner, build_registry
 
 log = logging.getLogger("leadline.agents.realtime")
 
@@ -109,8 +109,10 @@ class RealtimeBrain(Brain):
         clock: Callable[[], float] = time.monotonic,
         rotate_after_s: float | None = None,
         client: AsyncOpenAI | None = None,
+        stats: RealtimeStats = STATS,
     ) -> None:
         self.settings = settings
+        self.stats = stats
         self.registry = (
             registry
             if registry is not None
@@ -161,7 +163,7 @@ class RealtimeBrain(Brain):
         config = SessionConfig.for_call(self.settings, context, self.registry.definitions())
         session = RealtimeSession(
             config, output, clock=self._clock, call_sid=context.call_sid,
-            on_first_audio=self._first_audio,
+            on_first_audio=self._first_audio, stats=self.stats,
         )
         self.session = session
         self._runner = ToolRunner(
@@ -265,20 +267,20 @@ class RealtimeBrain(Brain):
                     },
                 ).enter()
         except TimeoutError:
-            metrics.connects.labels("timeout").inc()
+            bump(self.stats.connects, "timeout")
             log.warning(
                 "realtime connect timed out after %.1f s", limit_s,
                 extra={"call_sid": self._call_sid},
             )
             raise
         except Exception as exc:
-            metrics.connects.labels("error").inc()
+            bump(self.stats.connects, "error")
             log.warning(
                 "realtime connect failed: %r", exc, extra={"call_sid": self._call_sid}
             )
             raise
-        metrics.connects.labels("ok").inc()
-        metrics.connect_seconds.observe(time.monotonic() - started)
+        bump(self.stats.connects, "ok")
+        self.stats.connect_seconds.add(time.monotonic() - started)
         return conn
 
     async def _run(self, conn: Any) -> None:
@@ -291,7 +293,7 @@ class RealtimeBrain(Brain):
             except _Dropped as exc:
                 if self._closing:
                     return
-                metrics.disconnects.inc()
+                self.stats.disconnects += 1
                 log.warning(
                     "realtime socket lost: %s; restoring", exc.__cause__ or exc,
                     extra={"call_sid": self._call_sid},
@@ -394,7 +396,7 @@ class RealtimeBrain(Brain):
         self._conn = new_conn
         session.connection_made()
         self._wake.set()
-        metrics.rotations.inc()
+        self.stats.rotations += 1
         log.info("realtime session rotated", extra={"call_sid": self._call_sid})
         # Closing the old socket ends its reader, which returns to `_run`.
         await asyncio.shield(self._close_conn(conn))
@@ -420,10 +422,10 @@ class RealtimeBrain(Brain):
             self._conn = conn
             session.connection_made()
             self._wake.set()
-            metrics.restores.labels("ok").inc()
+            bump(self.stats.restores, "ok")
             log.info("realtime session restored", extra={"call_sid": self._call_sid})
             return conn
-        metrics.restores.labels("failed").inc()
+        bump(self.stats.restores, "failed")
         self.breaker.record_failure()
         return None
 
@@ -431,7 +433,7 @@ class RealtimeBrain(Brain):
         if self._failed or self._closing:
             return
         self._failed = True
-        metrics.brain_failures.inc()
+        self.stats.brain_failures += 1
         log.error("realtime brain failed: %s", error, extra={"call_sid": self._call_sid})
         if self._output is not None:
             self._output.brain_failed(error)

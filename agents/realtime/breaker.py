@@ -9,6 +9,8 @@ probe that never reports (its call ended before connecting) frees the slot
 after another cooldown, so the breaker cannot wedge half-open.
 
 Plain class with an injected clock: deterministic in tests, no tasks, no I/O.
+It counts its trips and keeps its state in plain fields; `ops.metrics` exports
+the shared breaker's at scrape time.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
-
-from agents.realtime import metrics
 
 
 class BreakerState(IntEnum):
@@ -35,8 +35,6 @@ class CircuitBreaker:
         window_s: float = 60.0,
         cooldown_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
-        *,
-        export: bool = False,
     ) -> None:
         if failures < 1:
             raise ValueError("failures must be at least 1")
@@ -44,12 +42,12 @@ class CircuitBreaker:
         self.window_s = window_s
         self.cooldown_s = cooldown_s
         self._clock = clock
-        self._export = export
         self._recent: deque[float] = deque(maxlen=failures)
         self._state = BreakerState.CLOSED
         self._opened_at = 0.0
         self._probe_at: float | None = None
-        self._publish()
+        # Times the breaker opened.
+        self.trips = 0
 
     def configure(self, failures: int, window_s: float, cooldown_s: float) -> None:
         """Apply new thresholds (config reload) without forgetting the state."""
@@ -62,6 +60,12 @@ class CircuitBreaker:
     @property
     def state(self) -> BreakerState:
         self._advance()
+        return self._state
+
+    @property
+    def last_state(self) -> BreakerState:
+        """The state as of the last call that moved it (reading it moves nothing: a
+        scrape must not be what half-opens the breaker)."""
         return self._state
 
     def allow(self) -> bool:
@@ -79,7 +83,6 @@ class CircuitBreaker:
         self._probe_at = None
         if self._state is not BreakerState.CLOSED:
             self._state = BreakerState.CLOSED
-            self._publish()
 
     def record_failure(self) -> None:
         now = self._clock()
@@ -98,23 +101,19 @@ class CircuitBreaker:
         self._recent.clear()
         self._probe_at = None
         self._state = BreakerState.CLOSED
-        self._publish()
 
     def _trip(self, now: float) -> None:
         self._state = BreakerState.OPEN
         self._opened_at = now
         self._probe_at = None
         self._recent.clear()
-        if self._export:
-            metrics.breaker_trips.inc()
-        self._publish()
+        self.trips += 1
 
     def _advance(self) -> None:
         now = self._clock()
         if self._state is BreakerState.OPEN and now - self._opened_at >= self.cooldown_s:
             self._state = BreakerState.HALF_OPEN
             self._probe_at = None
-            self._publish()
         elif (
             self._state is BreakerState.HALF_OPEN
             and self._probe_at is not None
@@ -122,13 +121,9 @@ class CircuitBreaker:
         ):
             self._probe_at = None
 
-    def _publish(self) -> None:
-        if self._export:
-            metrics.breaker_state.set(int(self._state))
-
 
 # The breaker shared by every call of the process.
-default_breaker = CircuitBreaker(export=True)
+default_breaker = CircuitBreaker()
 
 
 def configure_default(settings: Any) -> None:

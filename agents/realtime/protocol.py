@@ -40,8 +40,8 @@ import msgspec
 from agents.brain import BrainOutput, CallContext
 from agents.memory import instructions_note, known_fact
 from agents.realtime import events as ev
-from agents.realtime import metrics
-from agents.realtime.tools import ToolCall
+from agents.realtime.stats import STATS, RealtimeStats, bump
+from agents.tools.framework import ToolCall
 
 log = logging.getLogger("leadline.agents.realtime")
 
@@ -235,8 +235,10 @@ class RealtimeSession:
         clock: Callable[[], float] = time.monotonic,
         call_sid: str = "",
         on_first_audio: Callable[[str, float], None] | None = None,
+        stats: RealtimeStats = STATS,
     ) -> None:
         self.config = config
+        self.stats = stats
         self.output = output
         self.call_sid = call_sid
         self.on_first_audio = on_first_audio
@@ -247,7 +249,7 @@ class RealtimeSession:
         self.connections = 0
         self.connected_at = 0.0
         self.usage = RealtimeUsage()
-        # Per-call counts of everything abnormal (also exported to Prometheus).
+        # Per-call counts of everything abnormal (`stats` has the process-wide ones).
         self.counts: dict[str, int] = {}
         self.last_first_audio_at: float | None = None
 
@@ -571,7 +573,7 @@ class RealtimeSession:
             now = self._clock()
             active.first_audio_at = now
             self.last_first_audio_at = now
-            metrics.first_audio_seconds.observe(max(0.0, now - active.requested_at))
+            self.stats.first_audio_seconds.add(max(0.0, now - active.requested_at))
             if self.on_first_audio is not None:
                 self.on_first_audio(e.item_id, now)
         if e.item_id not in active.audio_items:
@@ -633,7 +635,7 @@ class RealtimeSession:
     def _on_response_done(self, e: ev.ResponseDone) -> None:
         response = e.response
         status = response.status or "unknown"
-        metrics.responses.labels(status).inc()
+        bump(self.stats.responses, status)
         self.usage.responses += 1
         if response.usage is not None:
             self._add_usage(response.usage)
@@ -694,7 +696,7 @@ class RealtimeSession:
     def _on_error(self, e: ev.ErrorEvent) -> None:
         error = e.error
         code = error.code or ""
-        metrics.error_events.labels(error.type or "unknown").inc()
+        bump(self.stats.error_events, error.type or "unknown")
         if code in _BENIGN_ERRORS:
             self._count("benign_error")
             return
@@ -712,14 +714,15 @@ class RealtimeSession:
         self._bad("error_event", f"{error.type}/{code}: {error.message[:200]}")
 
     def _on_rate_limits(self, e: ev.RateLimitsUpdated) -> None:
+        stats = self.stats
         for limit in e.rate_limits:
             name = limit.name if limit.name in ("requests", "tokens") else "other"
             if limit.remaining is not None:
-                metrics.rate_limit_remaining.labels(name).set(limit.remaining)
+                stats.rate_limit_remaining[name] = limit.remaining
             if limit.limit is not None:
-                metrics.rate_limit_limit.labels(name).set(limit.limit)
+                stats.rate_limit_limit[name] = limit.limit
             if limit.reset_seconds is not None:
-                metrics.rate_limit_reset.labels(name).set(limit.reset_seconds)
+                stats.rate_limit_reset[name] = limit.reset_seconds
 
     def _on_item_deleted(self, e: ev.ConversationItemDeleted) -> None:
         turn = self._turn_for(e.item_id)
@@ -788,17 +791,18 @@ class RealtimeSession:
 
     def _add_usage(self, usage: ev.Usage) -> None:
         self.usage.add(usage)
-        metrics.tokens.labels("input", "all").inc(usage.input_tokens or 0)
-        metrics.tokens.labels("output", "all").inc(usage.output_tokens or 0)
+        add = self.stats.add_tokens
+        add("input", "all", usage.input_tokens or 0)
+        add("output", "all", usage.output_tokens or 0)
         if usage.input_token_details is not None:
             d = usage.input_token_details
-            metrics.tokens.labels("input", "audio").inc(d.audio_tokens or 0)
-            metrics.tokens.labels("input", "text").inc(d.text_tokens or 0)
-            metrics.tokens.labels("input", "cached").inc(d.cached_tokens or 0)
+            add("input", "audio", d.audio_tokens or 0)
+            add("input", "text", d.text_tokens or 0)
+            add("input", "cached", d.cached_tokens or 0)
         if usage.output_token_details is not None:
             o = usage.output_token_details
-            metrics.tokens.labels("output", "audio").inc(o.audio_tokens or 0)
-            metrics.tokens.labels("output", "text").inc(o.text_tokens or 0)
+            add("output", "audio", o.audio_tokens or 0)
+            add("output", "text", o.text_tokens or 0)
 
     def _run(self, actions: list[Action]) -> None:
         for action in actions:
@@ -815,7 +819,7 @@ class RealtimeSession:
 
     def _bad(self, kind: str, detail: str = "") -> None:
         n = self._count(kind)
-        metrics.bad_events.labels(kind).inc()
+        bump(self.stats.bad_events, kind)
         # The first few of a kind, then every 100th: a misbehaving peer cannot flood logs.
         if n <= 3 or n % 100 == 0:
             log.warning(

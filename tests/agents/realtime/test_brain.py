@@ -11,8 +11,8 @@ import pytest
 from agents.brain import CallContext
 from agents.realtime.brain import RealtimeBrain, RealtimeUnavailable, _fast_send
 from agents.realtime.breaker import BreakerState, CircuitBreaker
-from agents.realtime.tools import ToolRegistry, build_registry, tool
 from agents.settings import OpenAISettings
+from agents.tools import ToolRegistry, build_registry, tool
 from ops.dev.fake_realtime import Fault, Script, ScriptedToolCall, Turn
 from tests.agents.realtime.conftest import (
     CALL_SID,

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from agents.brain import CallContext
 from agents.realtime.protocol import RealtimeSession, SessionConfig
-from agents.realtime.tools import BUILTIN_TOOLS
 from agents.settings import OpenAISettings
+from agents.tools import BUILTIN_TOOLS
 from ops.dev.fake_realtime import ClientError, check_client_event
 from tests.agents.realtime.conftest import RecordingOutput
 from tests.audio import frames, speech_ulaw

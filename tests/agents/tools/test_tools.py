@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from agents.brain import CallContext
-from agents.realtime.tools import (
+from agents.tools import (
     Tool,
     ToolArgumentsError,
     ToolCall,
@@ -114,15 +114,15 @@ def test_functions_without_hints_or_with_varargs_are_refused() -> None:
 
 def test_registry_from_config_paths() -> None:
     registry = build_registry(
-        ["tests.agents.realtime.test_tools:book", "tests.agents.realtime.test_tools.plain_tool"],
+        ["tests.agents.tools.test_tools:book", "tests.agents.tools.test_tools.plain_tool"],
         transfer=False,
     )
     assert [t.name for t in registry] == ["end_call", "send_dtmf", "capture_caller_name",
                                            "book", "plain_tool"]
     with pytest.raises(ValueError):
-        registry.load("tests.agents.realtime.test_tools:book")  # registered twice
+        registry.load("tests.agents.tools.test_tools:book")  # registered twice
     with pytest.raises((ImportError, AttributeError)):
-        load_tool("tests.agents.realtime.test_tools:nope")
+        load_tool("tests.agents.tools.test_tools:nope")
     with pytest.raises(ValueError):
         load_tool("nomodule")
 
@@ -146,7 +146,7 @@ class Harness:
 
 
 async def test_runner_reports_results_and_errors() -> None:
-    h = Harness(build_registry(["tests.agents.realtime.test_tools:book"]))
+    h = Harness(build_registry(["tests.agents.tools.test_tools:book"]))
     h.runner.start(ToolCall("c1", "book", '{"slot": {"day": "mon", "hour": 9}, "name": "Ann"}'))
     h.runner.start(ToolCall("c2", "book", "{oops"))
     h.runner.start(ToolCall("c3", "no_such_tool", "{}"))

@@ -1,17 +1,26 @@
-"""Tools the model may call: typed Python functions, their schema from the signature.
+"""The tool framework: typed Python functions a model may call, for any channel.
+
+Nothing here is specific to the Realtime API or to voice: the same tool, its
+schema and its runner serve a phone call's brain and a text conversation.
+The built-in tools live in `agents.tools.builtin`.
 
 A tool is an ordinary (async or sync) function. Its parameters and type hints
-become a msgspec struct, which gives both the JSON schema sent in
-`session.update` and a strict decoder for the arguments the model sends back,
+become a msgspec struct, which gives both the JSON schema offered to the model
+(`session.update` for Realtime, a `tools` list for a text model) and a strict
+decoder for the arguments the model sends back,
 so bad JSON or a schema violation is caught before the function runs and is
 answered to the model as a tool error instead of raising inside the call.
 Descriptions come from the docstring and from `Annotated[..., msgspec.Meta(
 description=...)]`; constraints (`Meta(pattern=..., ge=...)`) are enforced.
 
 A parameter annotated `ToolContext` is not part of the schema: it is how a
-tool reaches the call (end it, transfer it, send DTMF) without importing the
-telephony layer. Each call runs as its own task with a timeout; a tool marked
-`cancel_on_barge_in` is cancelled when the caller interrupts.
+tool reaches the conversation (end it, transfer it, send DTMF, remember the
+name) through a `ToolOutput` without importing the telephony or SMS layers.
+Each call runs as its own task with a timeout; a tool marked
+`cancel_on_barge_in` is cancelled when the person interrupts.
+
+Outcomes are counted into a `ToolStats` (plain ints, a latency ring per tool)
+that `ops/` exports at scrape time; the runner never touches Prometheus.
 
 Extra tools are registered from config by dotted path ("pkg.mod:func" or
 "pkg.mod.func"), so plugins add tools without editing this package.
@@ -28,17 +37,16 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any, get_type_hints
+from typing import Any, Protocol, get_type_hints
 
 import msgspec
 
-from agents.brain import BrainOutput, CallContext
-from agents.realtime import metrics
+from agents.brain import CallContext
+from media.clock import SampleRing
 
-log = logging.getLogger("leadline.agents.realtime.tools")
+log = logging.getLogger("leadline.agents.tools")
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_UNKNOWN_TOOL_LABEL = "_unknown"
 
 
 class ToolError(Exception):
@@ -49,8 +57,21 @@ class ToolArgumentsError(ToolError):
     """The model's arguments are not valid JSON or do not fit the tool's schema."""
 
 
+class ToolOutput(Protocol):
+    """What tools can ask of the conversation; a call's `BrainOutput` is one.
+
+    A channel that cannot do something (a text thread cannot press keys)
+    implements it by raising `ToolError`, which the model hears as the answer.
+    """
+
+    def end_call(self, reason: str) -> None: ...
+    def transfer_call(self, number: str) -> None: ...
+    def send_dtmf(self, digits: str) -> None: ...
+    def caller_named(self, name: str) -> None: ...
+
+
 class ToolContext:
-    """What a tool may do to the call it serves.
+    """What a tool may do to the conversation it serves.
 
     `end_call` and `transfer_call` take effect once the model's reply to the
     tool result has been produced (the goodbye or "connecting you now" is
@@ -60,7 +81,7 @@ class ToolContext:
     def __init__(
         self,
         call: CallContext,
-        output: BrainOutput,
+        output: ToolOutput,
         *,
         after_reply: Callable[[Callable[[], None]], None],
         transfer_number: str = "",
@@ -284,83 +305,44 @@ class ToolRegistry:
         return len(self._tools)
 
 
-# --- built-in tools ------------------------------------------------------------
-
-
-@tool
-def end_call(
-    context: ToolContext,
-    reason: Annotated[
-        str, msgspec.Meta(description="Why the call ends, e.g. 'caller said goodbye'.")
-    ] = "conversation finished",
-) -> str:
-    """End the phone call. Use it when the caller is done or asks to hang up; say goodbye after."""
-    context.end_call(reason)
-    return "The call will end after your next reply. Say a short goodbye now."
-
-
-@tool
-def transfer_call(
-    context: ToolContext,
-    reason: Annotated[
-        str, msgspec.Meta(description="Why a human is needed, in a few words.")
-    ] = "",
-) -> str:
-    """Transfer the caller to a human colleague. Tell the caller you are connecting them."""
-    if not context.transfer_number:
-        raise ToolError("no human is available to take the call")
-    context.transfer_call(context.transfer_number)
-    return "The transfer starts after your next reply. Tell the caller you are connecting them."
-
-
-@tool
-def send_dtmf(
-    context: ToolContext,
-    digits: Annotated[
-        str,
-        msgspec.Meta(
-            pattern=r"^[0-9*#wW]{1,32}$",
-            description="Keys to press: 0-9, * and #; 'w' waits half a second.",
-        ),
-    ],
-) -> str:
-    """Press keys on the phone keypad, e.g. to navigate an automated phone menu."""
-    context.send_dtmf(digits)
-    return f"Sent DTMF {digits}."
-
-
-@tool
-def capture_caller_name(
-    context: ToolContext,
-    name: Annotated[
-        str,
-        msgspec.Meta(
-            min_length=1,
-            max_length=100,
-            description="The caller's name as they said it, e.g. 'Maria Lopez'.",
-        ),
-    ],
-) -> str:
-    """Remember the caller's name once they tell you, so they are greeted by it next time."""
-    name = " ".join(name.split())
-    if not name:
-        raise ToolError("the name is empty")
-    context.caller_named(name)
-    return f"Saved the caller's name: {name}."
-
-
-BUILTIN_TOOLS: tuple[Tool, ...] = (end_call, transfer_call, send_dtmf, capture_caller_name)
-
-
-def build_registry(extra_paths: Iterable[str] = (), *, transfer: bool = True) -> ToolRegistry:
-    """Built-ins (transfer_call only when a human number is configured) plus config tools."""
-    registry = ToolRegistry(t for t in BUILTIN_TOOLS if transfer or t is not transfer_call)
-    for path in extra_paths:
-        registry.load(path)
-    return registry
-
-
 # --- running tool calls ----------------------------------------------------------
+
+# Bucket bounds (seconds) of the tool run time histogram.
+TOOL_SECONDS_BOUNDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Recent run times kept per tool (the histogram itself counts every run).
+_TOOL_WINDOW = 256
+# Outcomes of a tool call, the closed set of the outcome label.
+OUTCOMES = ("ok", "error", "invalid_arguments", "timeout", "cancelled", "unknown_tool",
+            "rejected")
+
+
+class ToolStats:
+    """Tool calls counted by (tool, outcome), run times by tool; read at scrape time.
+
+    Label values stay a closed set: tool names come from registries, and a
+    name the model made up is counted under `UNKNOWN_TOOL_LABEL`.
+    """
+
+    __slots__ = ("calls", "seconds")
+
+    def __init__(self) -> None:
+        self.calls: dict[tuple[str, str], int] = {}
+        self.seconds: dict[str, SampleRing] = {}
+
+    def count(self, tool_name: str, outcome: str) -> None:
+        key = (tool_name, outcome)
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+    def took(self, tool_name: str, seconds: float) -> None:
+        ring = self.seconds.get(tool_name)
+        if ring is None:
+            ring = self.seconds[tool_name] = SampleRing(_TOOL_WINDOW, TOOL_SECONDS_BOUNDS)
+        ring.add(seconds)
+
+
+# The process's tool figures (`ops.metrics` exports them).
+TOOL_STATS = ToolStats()
+UNKNOWN_TOOL_LABEL = "_unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,8 +375,10 @@ class ToolRunner:
         default_timeout_s: float = 8.0,
         call_sid: str = "",
         max_running: int = 8,
+        stats: ToolStats = TOOL_STATS,
     ) -> None:
         self.registry = registry
+        self.stats = stats
         self.max_running = max_running
         self.context = context
         self._report = report
@@ -410,20 +394,20 @@ class ToolRunner:
     def start(self, call: ToolCall) -> None:
         t = self.registry.get(call.name)
         if t is None:
-            metrics.tool_calls.labels(_UNKNOWN_TOOL_LABEL, "unknown_tool").inc()
+            self.stats.count(UNKNOWN_TOOL_LABEL, "unknown_tool")
             log.warning(
                 "model called unknown tool %r", call.name[:64], extra={"call_sid": self._call_sid}
             )
             self._report(call.call_id, format_error(f"unknown tool {call.name!r}"), True)
             return
         if len(self._tasks) >= self.max_running:
-            metrics.tool_calls.labels(t.name, "rejected").inc()
+            self.stats.count(t.name, "rejected")
             self._report(call.call_id, format_error("too many tool calls at once"), True)
             return
         try:
             kwargs = t.parse_arguments(call.arguments)
         except ToolArgumentsError as exc:
-            metrics.tool_calls.labels(t.name, "invalid_arguments").inc()
+            self.stats.count(t.name, "invalid_arguments")
             log.warning(
                 "tool %s: %s", t.name, exc, extra={"call_sid": self._call_sid}
             )
@@ -460,7 +444,7 @@ class ToolRunner:
             async with asyncio.timeout(timeout):
                 value = await t.invoke(kwargs, self.context)
             output, outcome, respond = format_result(value), "ok", True
-            metrics.tool_seconds.labels(t.name).observe(time.monotonic() - started)
+            self.stats.took(t.name, time.monotonic() - started)
         except TimeoutError:
             output = format_error(f"the tool did not answer within {timeout:g} s")
             outcome, respond = "timeout", True
@@ -469,7 +453,7 @@ class ToolRunner:
             task = asyncio.current_task()
             if task not in self._barged:
                 # The call is closing: nobody is left to answer.
-                metrics.tool_calls.labels(t.name, "cancelled").inc()
+                self.stats.count(t.name, "cancelled")
                 raise
             self._barged.discard(task)  # type: ignore[arg-type]
             output = format_error("cancelled because the caller interrupted")
@@ -480,5 +464,5 @@ class ToolRunner:
             log.exception("tool %s failed", t.name, extra={"call_sid": self._call_sid})
             output = format_error(f"the tool failed: {type(exc).__name__}")
             outcome, respond = "error", True
-        metrics.tool_calls.labels(t.name, outcome).inc()
+        self.stats.count(t.name, outcome)
         self._report(call.call_id, output, respond)
