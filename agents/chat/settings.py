@@ -9,8 +9,10 @@ from __future__ import annotations
 import msgspec
 
 # Intents that get a templated reply when no LLM answers (or its answer is rejected).
+# "handoff" stands in for interested/booking when there is no booking link to share.
 TEMPLATE_INTENTS = (
     "question", "interested", "booking", "not_interested", "wrong_number", "unknown",
+    "handoff",
 )
 
 
@@ -29,6 +31,10 @@ def _default_templates() -> dict[str, str]:
             "No problem, {first_name}. Thanks for letting us know, and have a great day."
         ),
         "wrong_number": "Sorry about that! We'll update our records. Have a good day.",
+        "handoff": (
+            "Thanks, {first_name}! Someone from {business_name} will reach out shortly to "
+            "find a time that works."
+        ),
         "unknown": (
             "Thanks for your message, {first_name}. Someone from {business_name} will "
             "follow up soon."
@@ -44,6 +50,8 @@ class SmsSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     messaging_service_sid: str = ""
     booking_url: str = ""
     business_name: str = "our team"
+    # Who is alerted by SMS when a conversation needs a person (handoff); empty: no alert.
+    owner_phone: str = ""
     # The HELP reply's contact line; carriers require HELP to say who is texting and how
     # to reach them.
     help_text: str = (

@@ -234,7 +234,10 @@ async def serve_fake_llm(port: int = 0, script: Script | str | Path | None = Non
     """Start the fake on `host:port` (0: a free port); stop it with `await runner.cleanup()`."""
     if isinstance(script, (str, Path)):
         script = load_script(script)
-    runner = FakeLlmRunner(FakeLlm(script).app(), handle_signals=False, access_log=None)
+    # A client that gave up (timeout) cancels its request, as on a real server: a scripted
+    # delay must not hold the fake open.
+    runner = FakeLlmRunner(FakeLlm(script).app(), handle_signals=False, access_log=None,
+                           handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
