@@ -15,7 +15,7 @@ Order of work for one inbound message, and why:
    ordinary answer for the agent). HELP gets the carrier-required help text.
 3. Everything else goes to the text agent, unless a human has taken the thread
    over or the lead is opted out or on the DNC list. Its decision sets the lead's
-   status and intent; a handoff flags human takeover and alerts the owner by SMS.
+   status and intent; a handoff alerts the owner by SMS (once a day per lead).
 4. Every outbound text, confirmations included, asks compliance first and is
    then committed to the outbox: allowed → due now (the sender is woken);
    deferred → due at `next_allowed_at`; refused → stored and cancelled with the
@@ -301,19 +301,22 @@ class Conversation:
         return "replied" if decision.reply else "no_reply"
 
     async def _hand_off(self, lead: Lead, inbound: InboundSms, decision: AgentDecision) -> None:
+        """Alert the owner that a person should follow up. Automation is not switched off
+        here (the agent hands off whenever it cannot fully answer, and the lead still
+        deserves an acknowledgement); `human_takeover`, set by a person, is what silences
+        it. One alert per lead per day: the idempotency key folds repeats."""
         self.stats.handoffs += 1
-        await self.db.set_human_takeover(lead.phone, True)
         owner = getattr(self._settings(), "owner_phone", "")
         if not owner:
-            log.warning("handoff with no [sms] owner_phone to alert",
-                        extra={"message_sid": inbound.message_sid})
+            log.info("handoff with no [sms] owner_phone to alert",
+                     extra={"message_sid": inbound.message_sid})
             return
         name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.phone
         why = f" ({decision.handoff_reason})" if decision.handoff_reason else ""
         text = f"Lead {name} {lead.phone} needs a person{why}: \"{inbound.body[:200]}\""
         try:
             await self.send(normalize_phone(owner), text, "notification",
-                            f"handoff:{inbound.message_sid}")
+                            f"handoff:{lead.phone}:{self._clock():%Y-%m-%d}")
         except InvalidPhoneNumber as exc:
             log.error("[sms] owner_phone is not a phone number: %s", exc)
 

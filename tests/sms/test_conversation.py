@@ -1,0 +1,207 @@
+"""The conversation flow over real SQL, the real compliance engine and the text agent
+(templated replies: no LLM here; the end-to-end tests use the fake Chat Completions
+server), with the outbox drained by the real sender into the Twilio REST fake."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+
+from agents.chat.settings import SmsSettings
+from agents.compliance.settings import ComplianceSettings
+from sms.agent import ChatReplyAgent
+from sms.compliance import EngineCompliance, EngineWording
+from sms.conversation import Conversation
+from sms.sender import OutboxSender, TwilioSmsTransport
+from sms.settings import OutboxSettings
+from sms.webhooks import InboundSms, StatusReport
+from store.database import Database
+from store.models import LeadInput
+from tests.fakes.twilio_rest import FakeTwilioRest
+from tests.sms.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, Clock
+
+LEAD = "+14155552671"  # San Francisco: America/Los_Angeles
+OWNER = "+14155550199"
+
+
+@dataclass
+class Rig:
+    db: Database
+    conv: Conversation
+    sender: OutboxSender
+    twilio: FakeTwilioRest
+    clock: Clock
+    seq: int = 0
+
+    async def text(self, body: str, *, sid: str | None = None, to: str = OUR_NUMBER,
+                   opt_out_type: str | None = None, frm: str = LEAD) -> str:
+        self.seq += 1
+        msg = InboundSms(message_sid=sid or f"SM{self.seq:032x}", from_number=frm,
+                         to_number=to, body=body, opt_out_type=opt_out_type)
+        outcome = await self.conv.receive(msg)
+        await self.conv.drain()
+        await self.sender.drain_once()
+        return outcome
+
+    def bodies(self, to: str = LEAD) -> list[str]:
+        return [m.body for m in self.twilio.messages if m.to == to]
+
+
+@pytest.fixture
+async def rig(db: Database, twilio: FakeTwilioRest, clock: Clock) -> AsyncIterator[Rig]:
+    sms = SmsSettings(from_number=OUR_NUMBER, business_name="Acme Solar",
+                      booking_url="https://book.example.com/acme", owner_phone=OWNER)
+    compliance = ComplianceSettings()
+    transport = TwilioSmsTransport(ACCOUNT_SID, AUTH_TOKEN, base_url=twilio.base_url)
+    sender_box: list[OutboxSender] = []
+    conv = Conversation(db, EngineCompliance(db, lambda: compliance),
+                        ChatReplyAgent(lambda: sms, clock), EngineWording(lambda: sms),
+                        settings=lambda: sms, clock=clock,
+                        wake_sender=lambda: sender_box[0].wake() if sender_box else None)
+    cfg = OutboxSettings()
+    sender = OutboxSender(db, transport, settings=lambda: cfg, max_mps=lambda: 100.0,
+                          gate=conv.gate, clock=clock, rng=random.Random(3))
+    sender_box.append(sender)
+    await db.upsert_leads([LeadInput(phone=LEAD, first_name="Dana", state="CA")])
+    try:
+        yield Rig(db, conv, sender, twilio, clock)
+    finally:
+        await transport.aclose()
+        await conv.agent.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_question_gets_a_reply(rig: Rig) -> None:
+    assert await rig.text("How much does a panel install cost?") == "accepted"
+    replies = rig.bodies()
+    assert len(replies) == 1 and "Dana" in replies[0]
+    thread = await rig.db.list_messages(LEAD)
+    assert [m.direction for m in thread] == ["inbound", "outbound"]
+    assert thread[0].intent == "question"
+    assert thread[1].purpose == "conversation" and thread[1].provider_sid
+
+
+async def test_stop_texting_me_gets_exactly_one_confirmation(rig: Rig) -> None:
+    await rig.text("Is this Acme?")
+    before = len(rig.bodies())
+    assert await rig.text("please stop texting me") == "accepted"
+    confirmations = rig.bodies()[before:]
+    assert len(confirmations) == 1
+    assert "unsubscribed" in confirmations[0].lower()
+    assert "http" not in confirmations[0]  # no link, no marketing in it
+    assert await rig.db.is_opted_out(LEAD)
+    # A second STOP, a question, a campaign touch and an operator send: nothing goes out.
+    await rig.text("STOP")
+    await rig.text("why did you text me?")
+    refused = await rig.conv.send(LEAD, "Big sale this week!", "marketing", "campaign:1")
+    assert refused.state == "refused" and refused.reason == "opted_out"
+    await rig.sender.drain_once()
+    assert rig.bodies()[before:] == confirmations
+    kinds = [e.kind for e in await rig.db.list_consent_events(LEAD)]
+    assert kinds == ["opt_out", "opt_out"]
+    assert rig.conv.stats.silenced == 1
+
+
+async def test_help_and_start(rig: Rig) -> None:
+    await rig.text("HELP")
+    assert "Reply STOP" in rig.bodies()[-1] and "Acme Solar" in rig.bodies()[-1]
+    await rig.text("STOP")
+    await rig.text("START")
+    assert "subscribed again" in rig.bodies()[-1]
+    assert not await rig.db.is_opted_out(LEAD)
+    await rig.text("What areas do you serve?")
+    assert len(rig.bodies()) == 4  # help, stop confirmation, start confirmation, reply
+    purposes = [m.purpose for m in await rig.db.list_messages(LEAD) if m.direction == "outbound"]
+    assert purposes == ["help", "opt_out_confirmation", "opt_in_confirmation", "conversation"]
+
+
+async def test_yes_from_a_lead_who_never_opted_out_is_an_answer(rig: Rig) -> None:
+    await rig.text("YES")
+    assert not [e for e in await rig.db.list_consent_events(LEAD)]
+    assert "book.example.com" in rig.bodies()[-1]
+    lead = await rig.db.get_lead(LEAD)
+    assert lead is not None and lead.status == "interested"
+
+
+async def test_a_duplicated_message_sid_is_processed_once(rig: Rig) -> None:
+    sid = "SM" + "d" * 32
+    assert await rig.text("Do you install batteries?", sid=sid) == "accepted"
+    assert await rig.text("Do you install batteries?", sid=sid) == "duplicate"
+    assert len(rig.bodies()) == 1
+    assert len([m for m in await rig.db.list_messages(LEAD) if m.direction == "inbound"]) == 1
+
+
+async def test_twilio_advanced_opt_out_already_answered(rig: Rig) -> None:
+    await rig.text("STOP", opt_out_type="STOP")
+    assert await rig.db.is_opted_out(LEAD)
+    assert rig.bodies() == []  # Twilio sent its own confirmation
+
+
+async def test_a_number_that_is_not_ours(rig: Rig) -> None:
+    assert await rig.text("hello?", to="+14155550000") == "not_ours"
+    assert rig.bodies() == []
+    assert len(await rig.db.list_messages(LEAD)) == 1
+
+
+async def test_a_stranger_becomes_a_lead(rig: Rig) -> None:
+    stranger = "+14155552699"
+    await rig.text("Who is this?", frm=stranger)
+    lead = await rig.db.get_lead(stranger)
+    assert lead is not None and lead.source == "sms"
+    assert len(rig.bodies(stranger)) == 1
+
+
+async def test_handoff_alerts_the_owner_once_a_day(rig: Rig) -> None:
+    await rig.text("I'd like to talk to someone about a quote")
+    await rig.text("hello? anyone?")
+    alerts = rig.bodies(OWNER)
+    assert len(alerts) == 1 and LEAD in alerts[0]
+
+
+async def test_quiet_hours_deferral_is_released_at_the_local_start(rig: Rig) -> None:
+    # 10:00 UTC = 03:00 in San Francisco (PDT): marketing waits for 08:00 local = 15:00 UTC.
+    rig.clock.at = datetime(2026, 6, 9, 10, 0, tzinfo=UTC)
+    queued = await rig.conv.send(LEAD, "Solar rebates end Friday.", "marketing", "camp:7")
+    assert queued.state == "deferred" and queued.reason == "quiet_hours"
+    assert queued.next_allowed_at == datetime(2026, 6, 9, 15, 0, tzinfo=UTC)
+    rig.clock.at = datetime(2026, 6, 9, 14, 59, tzinfo=UTC)
+    assert await rig.sender.drain_once() == 0
+    rig.clock.at = datetime(2026, 6, 9, 15, 0, tzinfo=UTC)
+    assert await rig.sender.drain_once() == 1
+    assert rig.bodies() == ["Solar rebates end Friday."]
+
+
+async def test_a_deferred_text_is_cancelled_if_the_lead_opts_out_meanwhile(rig: Rig) -> None:
+    rig.clock.at = datetime(2026, 6, 9, 10, 0, tzinfo=UTC)
+    queued = await rig.conv.send(LEAD, "Solar rebates end Friday.", "marketing", "camp:8")
+    assert queued.state == "deferred"
+    await rig.text("unsubscribe")  # the confirmation goes out at once, even at 03:00
+    assert len(rig.bodies()) == 1
+    rig.clock.at = datetime(2026, 6, 9, 15, 0, tzinfo=UTC)
+    await rig.sender.drain_once()
+    assert len(rig.bodies()) == 1
+    msg = next(m for m in await rig.db.list_messages(LEAD) if m.id == queued.message_id)
+    assert msg.status == "cancelled"
+
+
+async def test_status_callbacks_out_of_order(rig: Rig) -> None:
+    await rig.text("Do you do roofs too?")
+    sid = rig.twilio.messages[0].sid
+    for status in ("delivered", "sent", "queued"):
+        msg = await rig.conv.status(StatusReport(message_sid=sid, status=status))
+        assert msg is not None
+    assert msg.status == "delivered"
+    assert [h["status"] for h in msg.status_history][-3:] == ["delivered", "sent", "queued"]
+    assert await rig.conv.status(StatusReport(message_sid="SM" + "0" * 32,
+                                              status="sent")) is None
+    assert rig.conv.stats.unknown_status_sids == 1
+
+
+async def test_a_late_21610_report_opts_the_lead_out(rig: Rig) -> None:
+    await rig.text("Do you do roofs too?")
+    sid = rig.twilio.messages[0].sid
+    await rig.conv.status(StatusReport(message_sid=sid, status="failed", error_code=21610))
+    assert await rig.db.is_opted_out(LEAD)
