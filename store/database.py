@@ -31,6 +31,7 @@ from store.models import (
     StoreStats,
     Turn,
 )
+from store.phones import InvalidPhoneNumber, normalize_phone
 
 # Longest caller name kept; longer input is a transcript accident, not a name.
 MAX_NAME_LENGTH = 200
@@ -162,6 +163,7 @@ class Database(abc.ABC):
 
     # leads -------------------------------------------------------------------
 
+    @abc.abstractmethod
     async def upsert_leads(self, rows: Sequence[LeadInput]) -> LeadUpsertResult:
         """Insert or update a batch of leads in one transaction (imports call this per ~1000
         rows). A lead whose stored fields already equal the incoming ones counts as
@@ -169,12 +171,12 @@ class Database(abc.ABC):
         a re-import never touches `status`; a new lead starts "new" and is linked to the
         caller with the same phone, if any. Phones are normalised; a bad one raises
         `InvalidPhoneNumber` and nothing of the batch is written."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def get_lead(self, phone: str) -> Lead | None:
         """The lead with this phone, with `opted_out` and `dnc` derived as of now."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def list_leads(
         self,
         *,
@@ -186,29 +188,29 @@ class Database(abc.ABC):
         """A page of leads ordered by id; pass the last id seen as `after_id` for the next
         page (a cursor, so pages stay stable while rows are added). `since` filters on
         `updated_at`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def iter_leads(self, batch: int = 1000) -> AsyncIterator[Lead]:
         """Every lead by id, fetched `batch` rows at a time (exports of any size in
         bounded memory)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def set_lead_status(self, phone: str, status: str) -> Lead | None:
         """Move a lead to one of LEAD_STATUSES (ValueError otherwise); None if no lead."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def set_human_takeover(self, phone: str, on: bool) -> Lead | None:
         """A human took (or gave back) the conversation: automated replies must stop while
         it is on. None if no lead."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def delete_lead(self, phone: str) -> bool:
         """Erase the lead with its messages and outbox rows. Consent events and DNC entries
         stay: they are the legal trail, kept even when the person asks to be forgotten."""
-        raise NotImplementedError
 
     # consent -----------------------------------------------------------------
 
+    @abc.abstractmethod
     async def add_consent_event(
         self,
         phone: str,
@@ -220,37 +222,39 @@ class Database(abc.ABC):
         source: str | None = None,
     ) -> ConsentEvent:
         """Append a consent fact for any phone (a lead or not). An opt_out also moves an
-        existing lead's status to "opted_out", in the same transaction."""
-        raise NotImplementedError
+        existing lead's status to "opted_out", in the same transaction; an opt_in moves an
+        "opted_out" lead to "replied" (they wrote back), leaving other statuses alone."""
 
+    @abc.abstractmethod
     async def is_opted_out(self, phone: str) -> bool:
         """True when the latest opt_out/opt_in event of this phone is an opt_out."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def list_consent_events(self, phone: str) -> list[ConsentEvent]:
         """The phone's consent trail, oldest first."""
-        raise NotImplementedError
 
     # do-not-contact list -------------------------------------------------------
 
+    @abc.abstractmethod
     async def dnc_add(self, phones: Sequence[str], reason: str | None = None) -> int:
         """Block these phones on every channel; returns how many were newly added
         (phones already listed, or repeated in `phones`, are ignored)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def dnc_remove(self, phone: str) -> bool:
         """Unblock; False if the phone was not listed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def is_dnc(self, phone: str) -> bool:
-        raise NotImplementedError
+        """Whether the phone is on the do-not-contact list (every channel)."""
 
+    @abc.abstractmethod
     async def list_dnc(self, limit: int = 1000, after: str = "") -> list[DncEntry]:
         """A page ordered by phone; pass the last phone seen as `after` for the next."""
-        raise NotImplementedError
 
     # messages ----------------------------------------------------------------
 
+    @abc.abstractmethod
     async def record_inbound_message(
         self,
         *,
@@ -266,8 +270,8 @@ class Database(abc.ABC):
         """Store an inbound message. Idempotent on `provider_sid`: a webhook retry with a
         MessageSid already stored returns (that message, False). Also stamps the lead's
         `last_inbound_at` and moves a "new"/"contacted" lead to "replied"."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def queue_outbound_message(
         self,
         *,
@@ -285,15 +289,16 @@ class Database(abc.ABC):
         """Commit the message row and its outbox row in ONE transaction, before any
         provider call. Idempotent on `idempotency_key`: a repeat returns the existing pair
         and False, so a retried decision never sends twice. `not_before` delays the first
-        attempt (quiet hours); the lead's `last_outbound_at` is stamped."""
-        raise NotImplementedError
+        attempt (quiet hours). The lead's `last_outbound_at` is stamped when the provider
+        accepts the send (`outbox_sent`), not here."""
 
+    @abc.abstractmethod
     async def set_message_intent(
         self, message_id: int, intent: str | None, confidence: float | None
     ) -> None:
         """Record what the NLU made of a message."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def update_message_status(
         self,
         provider_sid: str,
@@ -305,25 +310,25 @@ class Database(abc.ABC):
         """Apply a provider status callback. Every report is appended to
         `status_history`; `status` only moves forward by MESSAGE_STATUS_RANK, so callbacks
         arriving out of order leave the furthest state. None for an unknown sid."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def list_messages(self, phone: str, *, limit: int = 200) -> list[Message]:
         """The phone's latest `limit` messages, oldest first (a thread, as shown)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def count_outbound(
         self, phone: str, *, since: datetime, purposes: Sequence[str]
     ) -> int:
         """Outbound messages of these purposes queued or sent to `phone` since `since`
         (frequency caps: e.g. 3 marketing texts per 24 h in FL/OK/MD)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def last_inbound_at(self, phone: str) -> datetime | None:
         """When the phone last wrote to us (the conversation window)."""
-        raise NotImplementedError
 
     # outbox ------------------------------------------------------------------
 
+    @abc.abstractmethod
     async def claim_outbox(
         self, *, now: datetime, limit: int, lease_s: float
     ) -> list[OutboxItem]:
@@ -331,33 +336,35 @@ class Database(abc.ABC):
         next_attempt_at <= now) and mark them sending with a lease of `lease_s`, counting
         the attempt. On PostgreSQL rows are locked with FOR UPDATE SKIP LOCKED, so several
         processes share the work and no row is handed to two claimers."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def outbox_sent(
         self, item_id: int, provider_sid: str, *, status: str = "sent", at: datetime | None = None
     ) -> None:
         """The provider accepted the send: outbox row sent, the message gets its
         provider_sid and the status the provider answered ("sent", or "queued" for
-        Twilio's usual first answer)."""
-        raise NotImplementedError
+        Twilio's usual first answer); the lead's `last_outbound_at` is stamped and a "new"
+        lead becomes "contacted". A row already closed (sent, failed, cancelled) or
+        unknown is left alone and logged."""
 
+    @abc.abstractmethod
     async def outbox_retry(self, item_id: int, error: str, next_attempt_at: datetime) -> None:
         """A transient failure: back to pending, due again at `next_attempt_at`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def outbox_failed(
         self, item_id: int, error: str, error_code: int | None = None
     ) -> None:
         """A permanent failure: outbox row failed, the message status failed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def outbox_cancel(self, item_id: int, reason: str) -> None:
-        """Withdraw an unsent row (opt-out or DNC arrived after it was queued)."""
-        raise NotImplementedError
+        """Withdraw an unsent row (opt-out or DNC arrived after it was queued); the message
+        status becomes "cancelled". A row already sent stays sent."""
 
+    @abc.abstractmethod
     async def outbox_pending_count(self) -> int:
         """Rows still to send (pending or sending), for /metrics and health."""
-        raise NotImplementedError
 
     # maintenance -------------------------------------------------------------
 
@@ -386,6 +393,68 @@ def clean_name(name: str | None) -> str | None:
     if "\x00" in name:
         raise ValueError("name contains a NUL character")
     return name
+
+
+# Bounds of a lead's fields: longer input is a broken CSV column, not a person's data.
+MAX_FIELD_LENGTH = 320  # RFC 5321 caps an address at 254; names and states are far shorter
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_KEY = 100
+MAX_ATTRIBUTE_VALUE = 2000
+
+
+def _lead_field(row: int | None, field: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    where = f"row {row}: " if row is not None else ""
+    if not isinstance(value, str):
+        raise ValueError(f"{where}{field} must be text, got {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > MAX_FIELD_LENGTH:
+        raise ValueError(f"{where}{field} longer than {MAX_FIELD_LENGTH} characters")
+    return storable_text(value)
+
+
+def clean_lead_input(lead: LeadInput, *, row: int | None = None) -> LeadInput:
+    """The form a lead is stored in, or ValueError/InvalidPhoneNumber naming the field
+    (and `row`, when given). Phone as E.164; blank text counts as not given (a CSV with an
+    empty cell must not erase what we know); the state code upper-cased, since quiet-hour
+    rules look it up. Importers call this per row to count bad rows before batching."""
+    try:
+        phone = normalize_phone(lead.phone)
+    except InvalidPhoneNumber as exc:
+        raise InvalidPhoneNumber(f"row {row}: {exc}" if row is not None else str(exc)) from None
+    state = _lead_field(row, "state", lead.state)
+    attributes: dict[str, str] = {}
+    if len(lead.attributes) > MAX_ATTRIBUTES:
+        raise ValueError(f"row {row}: more than {MAX_ATTRIBUTES} attributes")
+    for key, value in lead.attributes.items():
+        name = _lead_field(row, "attribute name", key)
+        if name is None or len(name) > MAX_ATTRIBUTE_KEY:
+            raise ValueError(f"row {row}: attribute name {key!r} is empty or too long")
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > MAX_ATTRIBUTE_VALUE:
+            raise ValueError(f"row {row}: attribute {name!r} must be text of at most "
+                             f"{MAX_ATTRIBUTE_VALUE} characters")
+        if value.strip():
+            attributes[name] = storable_text(value.strip())
+    return LeadInput(
+        phone=phone,
+        first_name=_lead_field(row, "first_name", lead.first_name),
+        last_name=_lead_field(row, "last_name", lead.last_name),
+        email=_lead_field(row, "email", lead.email),
+        state=None if state is None else state.upper(),
+        attributes=attributes,
+        source=_lead_field(row, "source", lead.source),
+    )
+
+
+def check_choice(field: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{field} must be one of {', '.join(choices)}; got {value!r}")
+    return value
 
 
 def check_limit(limit: int) -> int:

@@ -3,10 +3,13 @@
 Two aiosqlite connections (each is a thread): one writer, serialised by an
 asyncio lock so transactions never interleave, and one read-only reader, so a
 caller lookup on the greeting path never queues behind a batch of turns
-(WAL lets readers run beside the writer).
+(WAL lets readers run beside the writer). The single writer is also why no
+statement here needs row locks: every transaction runs alone.
 
 Times are stored as fixed-width UTC text ('2025-01-31T12:00:00.000000Z'), so
 text comparison is time comparison and the file stays readable in `sqlite3`.
+All queries live in `store/repository.py`; this module is the driver, the
+bulk load (INSERT OR IGNORE in one transaction) and the online backup.
 """
 
 from __future__ import annotations
@@ -16,74 +19,19 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiosqlite
-import msgspec
 
-from store import migrations
-from store.database import (
-    Database,
-    check_limit,
-    clean_name,
-    dedupe_turns,
-    first_started,
-    storable_text,
-)
-from store.errors import SchemaTooNew, StoreError, StoreUnavailable, StoreWriteError
-from store.models import (
-    AuditEvent,
-    Call,
-    CallDetail,
-    Caller,
-    PurgeCounts,
-    Turn,
-    utc,
-    utcnow,
-)
-from store.phones import normalize_phone
-
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-_CALLER_COLS = "id, phone, name, first_seen, last_seen, call_count"
-_CALL_COLS = (
-    "id, call_sid, direction, from_number, to_number, status, started_at, answered_at,"
-    " ended_at, outcome, recording_path, brain, input_tokens, output_tokens"
-)
+from store.dialect import SQLITE, Dialect
+from store.errors import StoreError, StoreUnavailable, StoreWriteError
+from store.repository import Row, SqlRepository
 
 # Errors that are the data or our SQL, not the disk: let them surface as bugs.
 _NOT_STORAGE = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
-
-
-def _ts(at: datetime) -> str:
-    return utc(at).strftime(_TS_FORMAT)
-
-
-def _ts_opt(at: datetime | None) -> str | None:
-    return None if at is None else _ts(at)
-
-
-def _dt(text: str) -> datetime:
-    # fromisoformat reads the trailing "Z" as UTC; ~30x faster than strptime.
-    return datetime.fromisoformat(text)
-
-
-def _dt_opt(text: str | None) -> datetime | None:
-    return None if text is None else _dt(text)
-
-
-def _caller(row: Sequence[Any]) -> Caller:
-    return Caller(row[0], row[1], row[2], _dt(row[3]), _dt(row[4]), row[5])
-
-
-def _call(row: Sequence[Any]) -> Call:
-    return Call(
-        row[0], row[1], row[2], row[3], row[4], row[5], _dt(row[6]), _dt_opt(row[7]),
-        _dt_opt(row[8]), row[9], row[10], row[11], row[12], row[13],
-    )
 
 
 def path_from_url(url: str) -> Path:
@@ -97,14 +45,56 @@ def path_from_url(url: str) -> Path:
     return Path(raw)
 
 
-class SqliteDatabase(Database):
+class SqliteTx:
+    """The writer connection inside one transaction (or the reader, for reads)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: aiosqlite.Connection):
+        self.conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
+        return list(await self.conn.execute_fetchall(SQLITE.sql(sql), args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        cur = await self.conn.execute(SQLITE.sql(sql), args)
+        changed = cur.rowcount
+        await cur.close()
+        return max(changed, 0)
+
+    async def insert_many(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        tail: str = "",
+    ) -> int:
+        if not rows:
+            return 0
+        names = ", ".join(name for name, _ in columns)
+        params = ", ".join("?" * len(columns))
+        before = self.conn.total_changes
+        await self.conn.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({params}) {tail}", rows
+        )
+        return self.conn.total_changes - before
+
+
+class SqliteDatabase(SqlRepository):
     backend = "sqlite"
+    dialect: ClassVar[Dialect] = SQLITE
+    driver_errors = (sqlite3.Error,)
 
     def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
         super().__init__()
         self.path = path
         self._writer = writer
         self._reader = reader
+        self._read = SqliteTx(reader)
         self._lock = asyncio.Lock()
         # What SQLite granted for "PRAGMA journal_mode=WAL" ("wal" unless the FS refuses).
         self.journal_mode = "unknown"
@@ -140,16 +130,19 @@ class SqliteDatabase(Database):
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    # plumbing ----------------------------------------------------------------
+    def describe(self) -> str:
+        return f"SQLite database {self.path}"
+
+    # driver ------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self, what: str = "write") -> AsyncIterator[SqliteTx]:
         """One write transaction; storage failures become StoreWriteError and are counted."""
         async with self._lock:
             conn = self._writer
             try:
                 await conn.execute("BEGIN IMMEDIATE")
-                yield conn
+                yield SqliteTx(conn)
                 await conn.execute("COMMIT")
             except BaseException as exc:
                 # Unconditionally: a task cancelled while BEGIN was queued on the
@@ -160,286 +153,31 @@ class SqliteDatabase(Database):
                 if isinstance(exc, sqlite3.Error) and not isinstance(exc, _NOT_STORAGE):
                     self.stats.write_errors += 1
                     self.stats.last_write_error = f"{type(exc).__name__}: {exc}"
-                    raise StoreWriteError(f"SQLite write to {self.path} failed: {exc}") from exc
+                    raise StoreWriteError(
+                        f"SQLite {what} to {self.path} failed: {exc}"
+                    ) from exc
                 raise
 
-    async def _read(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Any]:
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
         try:
-            return await self._reader.execute_fetchall(sql, params)
+            return await self._read.fetch(sql, *args)
         except sqlite3.OperationalError as exc:
             raise StoreError(f"SQLite read from {self.path} failed: {exc}") from exc
 
-    # lifecycle ---------------------------------------------------------------
-
-    async def migrate(self) -> list[int]:
-        known = migrations.load("sqlite")
-        done: list[int] = []
-        async with self._tx() as conn:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-            )
-            applied = {r[0] for r in await conn.execute_fetchall(
-                "SELECT version FROM schema_migrations")}
-            if applied and max(applied) > len(known):
-                raise SchemaTooNew(
-                    f"{self.path} is at schema version {max(applied)}, this build knows "
-                    f"{len(known)}: run the newer leadline or restore a backup"
-                )
-            for mig in known:
-                if mig.version in applied:
-                    continue
-                for statement in migrations.split_sqlite(mig.sql):
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (mig.version, mig.name, _ts(utcnow())),
-                )
-                done.append(mig.version)
-        return done
-
-    async def schema_version(self) -> int:
-        rows = list(await self._read(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-        ))
-        if not rows:
-            return 0
-        rows = list(await self._read("SELECT coalesce(max(version), 0) FROM schema_migrations"))
-        return int(rows[0][0])
-
-    # callers -----------------------------------------------------------------
-
-    async def get_caller(self, phone: str) -> Caller | None:
-        rows = await self._read(
-            f"SELECT {_CALLER_COLS} FROM callers WHERE phone = ?", (normalize_phone(phone),)
-        )
-        for row in rows:
-            return _caller(row)
-        return None
-
-    async def upsert_caller_seen(self, phone: str, *, at: datetime | None = None) -> Caller:
-        e164 = normalize_phone(phone)
-        when = _ts(at or utcnow())
-        async with self._tx() as conn:
-            rows = await conn.execute_fetchall(
-                "INSERT INTO callers (phone, first_seen, last_seen, call_count)"
-                " VALUES (?, ?, ?, 1)"
-                " ON CONFLICT (phone) DO UPDATE SET"
-                "  last_seen = max(callers.last_seen, excluded.last_seen),"
-                "  call_count = callers.call_count + 1"
-                f" RETURNING {_CALLER_COLS}",
-                (e164, when, when),
-            )
-        return _caller(next(iter(rows)))
-
-    async def set_caller_name(self, phone: str, name: str | None) -> Caller:
-        e164 = normalize_phone(phone)
-        stored = clean_name(name)
-        when = _ts(utcnow())
-        async with self._tx() as conn:
-            rows = await conn.execute_fetchall(
-                "INSERT INTO callers (phone, name, first_seen, last_seen, call_count)"
-                " VALUES (?, ?, ?, ?, 0)"
-                " ON CONFLICT (phone) DO UPDATE SET name = excluded.name"
-                f" RETURNING {_CALLER_COLS}",
-                (e164, stored, when, when),
-            )
-        return _caller(next(iter(rows)))
+    # what only SQLite does ---------------------------------------------------
 
     async def bulk_load_callers(
         self, rows: Iterable[tuple[str, str | None]], *, at: datetime | None = None
     ) -> int:
-        when = _ts(at or utcnow())
-        async with self._tx() as conn:
-            before = conn.total_changes
-            await conn.executemany(
+        when = self._now(at)
+        async with self.transaction("bulk load") as tx:
+            before = tx.conn.total_changes
+            await tx.conn.executemany(
                 "INSERT OR IGNORE INTO callers (phone, name, first_seen, last_seen, call_count)"
                 " VALUES (?, ?, ?, ?, 0)",
                 ((phone, name, when, when) for phone, name in rows),
             )
-            return conn.total_changes - before
-
-    # calls -------------------------------------------------------------------
-
-    async def start_call(
-        self,
-        call_sid: str,
-        *,
-        direction: str,
-        from_number: str,
-        to_number: str,
-        status: str = "in-progress",
-        started_at: datetime | None = None,
-        answered_at: datetime | None = None,
-        brain: str | None = None,
-    ) -> Call:
-        async with self._tx() as conn:
-            rows = await conn.execute_fetchall(
-                "INSERT INTO calls (call_sid, direction, from_number, to_number, status,"
-                " started_at, answered_at, brain) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (call_sid) DO UPDATE SET"
-                "  direction = excluded.direction,"
-                "  from_number = excluded.from_number,"
-                "  to_number = excluded.to_number,"
-                "  started_at = min(calls.started_at, excluded.started_at),"
-                "  status = CASE WHEN calls.ended_at IS NULL"
-                "   THEN excluded.status ELSE calls.status END,"
-                "  answered_at = coalesce(calls.answered_at, excluded.answered_at),"
-                "  brain = coalesce(excluded.brain, calls.brain)"
-                f" RETURNING {_CALL_COLS}",
-                (
-                    call_sid, direction, from_number, to_number, status,
-                    _ts(started_at or utcnow()), _ts_opt(answered_at), brain,
-                ),
-            )
-        return _call(next(iter(rows)))
-
-    async def end_call(
-        self,
-        call_sid: str,
-        *,
-        outcome: str | None = None,
-        status: str = "completed",
-        ended_at: datetime | None = None,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
-        recording_path: str | None = None,
-    ) -> Call | None:
-        async with self._tx() as conn:
-            rows = await conn.execute_fetchall(
-                "UPDATE calls SET status = ?, outcome = coalesce(?, outcome), ended_at = ?,"
-                " input_tokens = coalesce(?, input_tokens),"
-                " output_tokens = coalesce(?, output_tokens),"
-                " recording_path = coalesce(?, recording_path)"
-                f" WHERE call_sid = ? RETURNING {_CALL_COLS}",
-                (
-                    status, outcome, _ts(ended_at or utcnow()), input_tokens, output_tokens,
-                    recording_path, call_sid,
-                ),
-            )
-        for row in rows:
-            return _call(row)
-        return None
-
-    async def list_calls(self, since: datetime | None = None, limit: int = 50) -> list[Call]:
-        check_limit(limit)
-        if since is None:
-            rows = await self._read(
-                f"SELECT {_CALL_COLS} FROM calls ORDER BY started_at DESC, id DESC LIMIT ?",
-                (limit,),
-            )
-        else:
-            rows = await self._read(
-                f"SELECT {_CALL_COLS} FROM calls WHERE started_at >= ?"
-                " ORDER BY started_at DESC, id DESC LIMIT ?",
-                (_ts(since), limit),
-            )
-        return [_call(r) for r in rows]
-
-    async def get_call(self, call_sid: str) -> CallDetail | None:
-        rows = list(await self._read(
-            f"SELECT {_CALL_COLS} FROM calls WHERE call_sid = ?", (call_sid,)
-        ))
-        if not rows:
-            return None
-        turns = await self._read(
-            "SELECT call_sid, seq, role, text, started_at, ended_at FROM turns"
-            " WHERE call_sid = ? ORDER BY seq",
-            (call_sid,),
-        )
-        return CallDetail(
-            _call(rows[0]),
-            [Turn(r[0], r[1], r[2], r[3], _dt(r[4]), _dt_opt(r[5])) for r in turns],
-        )
-
-    # turns -------------------------------------------------------------------
-
-    async def add_turns(self, turns: Sequence[Turn]) -> int:
-        if not turns:
-            return 0
-        batch = dedupe_turns(turns)
-        placeholders = [(sid, _ts(at)) for sid, at in first_started(batch).items()]
-        params = [
-            (t.call_sid, t.seq, t.role, storable_text(t.text), _ts(t.started_at),
-             _ts_opt(t.ended_at))
-            for t in batch
-        ]
-        async with self._tx() as conn:
-            await conn.executemany(
-                "INSERT INTO calls (call_sid, direction, from_number, to_number, status,"
-                " started_at) VALUES (?, 'unknown', '', '', 'unknown', ?)"
-                " ON CONFLICT (call_sid) DO NOTHING",
-                placeholders,
-            )
-            await conn.executemany(
-                "INSERT INTO turns (call_sid, seq, role, text, started_at, ended_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (call_sid, seq) DO UPDATE SET role = excluded.role,"
-                "  text = excluded.text, started_at = excluded.started_at,"
-                "  ended_at = excluded.ended_at",
-                params,
-            )
-        return len(turns)
-
-    # audit -------------------------------------------------------------------
-
-    async def audit(
-        self,
-        kind: str,
-        *,
-        call_sid: str | None = None,
-        detail: dict[str, Any] | None = None,
-        at: datetime | None = None,
-    ) -> int:
-        encoded = msgspec.json.encode(detail or {}).decode()
-        async with self._tx() as conn:
-            rows = await conn.execute_fetchall(
-                "INSERT INTO audit_events (at, kind, call_sid, detail) VALUES (?, ?, ?, ?)"
-                " RETURNING id",
-                (_ts(at or utcnow()), kind, call_sid, encoded),
-            )
-        return int(next(iter(rows))[0])
-
-    async def list_audit(
-        self, *, call_sid: str | None = None, kind: str | None = None, limit: int = 100
-    ) -> list[AuditEvent]:
-        check_limit(limit)
-        rows = await self._read(
-            "SELECT id, at, kind, call_sid, detail FROM audit_events"
-            " WHERE (?1 IS NULL OR call_sid = ?1) AND (?2 IS NULL OR kind = ?2)"
-            " ORDER BY at DESC, id DESC LIMIT ?3",
-            (call_sid, kind, limit),
-        )
-        return [
-            AuditEvent(r[0], _dt(r[1]), r[2], r[3], msgspec.json.decode(r[4])) for r in rows
-        ]
-
-    # maintenance -------------------------------------------------------------
-
-    async def purge_older_than(self, days: int, *, now: datetime | None = None) -> PurgeCounts:
-        if days < 1:
-            raise ValueError(f"retention must be at least 1 day, got {days}")
-        cutoff = _ts((now or utcnow()) - timedelta(days=days))
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                "DELETE FROM turns WHERE call_sid IN"
-                " (SELECT call_sid FROM calls WHERE started_at < ?)",
-                (cutoff,),
-            )
-            turns = cur.rowcount
-            await cur.close()
-            # RETURNING would show the new NULL: read the paths first (same transaction).
-            rows = await conn.execute_fetchall(
-                "SELECT recording_path FROM calls"
-                " WHERE started_at < ? AND recording_path IS NOT NULL",
-                (cutoff,),
-            )
-            await conn.execute(
-                "UPDATE calls SET recording_path = NULL"
-                " WHERE started_at < ? AND recording_path IS NOT NULL",
-                (cutoff,),
-            )
-        return PurgeCounts(turns=turns, recordings=sorted(r[0] for r in rows))
+            return tx.conn.total_changes - before
 
     async def backup(self, path: str) -> None:
         """Online backup into `path` (replaced atomically: a reader never sees half a file)."""

@@ -13,12 +13,18 @@ from store import migrations
 def test_both_dialects_have_the_same_versions() -> None:
     sqlite = migrations.load("sqlite")
     postgres = migrations.load("postgres")
-    assert [m.version for m in sqlite] == [m.version for m in postgres] == [1]
+    assert [m.version for m in sqlite] == [m.version for m in postgres] == [1, 2]
     assert [m.name for m in sqlite] == [m.name for m in postgres]
 
 
-@pytest.mark.parametrize("version", [1])
-def test_both_dialects_create_the_same_tables_and_columns(version: int) -> None:
+@pytest.mark.parametrize(
+    ("version", "tables"),
+    [
+        (1, {"callers", "calls", "turns", "audit_events"}),
+        (2, {"leads", "messages", "consent_events", "dnc", "outbox"}),
+    ],
+)
+def test_both_dialects_create_the_same_tables_and_columns(version: int, tables: set[str]) -> None:
     def shape(sql: str) -> dict[str, list[str]]:
         tables = {}
         for name, body in re.findall(r"CREATE TABLE (\w+) \((.*?)\n\);", sql, re.S):
@@ -30,7 +36,7 @@ def test_both_dialects_create_the_same_tables_and_columns(version: int) -> None:
     sqlite = shape(migrations.load("sqlite")[version - 1].sql)
     postgres = shape(migrations.load("postgres")[version - 1].sql)
     assert sqlite == postgres
-    assert set(sqlite) == {"callers", "calls", "turns", "audit_events"}
+    assert set(sqlite) == tables
 
 
 def test_split_sqlite_respects_strings_comments_and_triggers() -> None:
