@@ -1,6 +1,7 @@
 """Store and NLU ops commands, mounted under `leadline` by ops/cli.py via `register`.
 
     leadline nlu name TEXT [--after-question]
+    leadline nlu intent TEXT | --file F [--config FILE]
     leadline db migrate | db backup PATH | db purge [--days N]
     leadline callers show NUMBER
     leadline calls list [--since ISO] [--limit N]
@@ -40,6 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="TEXT answers 'what is your name?' (a lone name counts)")
     name.add_argument("--json", action="store_true", help="(the output is always JSON)")
     name.set_defaults(func=cmd_nlu_name)
+    intent = nlu_sub.add_parser(
+        "intent", help='print {"text", "intent", "confidence"} per text, one JSON line each')
+    intent.add_argument("text", nargs="?", help="one inbound message")
+    intent.add_argument("--file", help="one message per line, in order ('-': stdin)")
+    intent.add_argument("--config", default=None,
+                        help="TOML config; with [sms] llm_base_url the LLM refines the rules")
+    intent.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    intent.set_defaults(func=cmd_nlu_intent)
 
     db = subparsers.add_parser("db", help="the SQL store")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -88,6 +97,56 @@ def cmd_nlu_name(args: argparse.Namespace) -> int:
     from agents.nlu.names import extract_name
 
     _print_json({"name": extract_name(args.text, after_name_question=args.after_question)})
+    return 0
+
+
+def cmd_nlu_intent(args: argparse.Namespace) -> int:
+    """Rules only, unless [sms] llm_base_url is set: then the chat agent's own LLM path."""
+    if args.file is not None:
+        if args.text is not None:
+            return _error("give TEXT or --file, not both")
+        try:
+            from pathlib import Path
+
+            raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return _error(f"cannot read {args.file}: {exc}")
+        texts = raw.splitlines()
+    else:
+        texts = [args.text] if args.text and args.text.strip() else []
+    if not texts:
+        return _error("no text: give TEXT or --file with one message per line")
+    from ops import config
+
+    try:
+        sms = config.load(args.config).sms
+    except config.ConfigError as exc:
+        return _error(str(exc))
+
+    async def classify() -> list[tuple[str, float]]:
+        from agents.chat.agent import BusinessInfo, ChatAgent, LeadView
+        from agents.chat.llm import client_from_settings
+        from store.models import utcnow
+
+        client = client_from_settings(sms)
+        agent = ChatAgent(sms, client, utcnow)
+        business = BusinessInfo(name=sms.business_name, facts=sms.facts,
+                                booking_url=sms.booking_url)
+        try:
+            return [((d := await agent.decide(business, LeadView(), [], text)).intent,
+                     d.confidence) for text in texts]
+        finally:
+            if client is not None:
+                await client.close()
+
+    if sms.llm_base_url:
+        results = asyncio.run(classify())
+    else:
+        from agents.nlu.intents import classify_intent
+
+        results = [(r.intent, r.confidence) for r in map(classify_intent, texts)]
+    for text, (intent, confidence) in zip(texts, results, strict=True):
+        _print_json({"text": text, "intent": intent, "confidence": confidence})
     return 0
 
 
