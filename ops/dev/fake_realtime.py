@@ -1043,13 +1043,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         prog="leadline dev fake-realtime",
         description="Serve a fake OpenAI Realtime API (GA) for tests and load tests.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--script", help="turn script, .toml or .json")
-    parser.add_argument("--dump", help="write the received events to this file at exit")
-    parser.add_argument("--no-emitted", action="store_true",
-                        help="do not keep emitted events (long load tests)")
-    return parser
+    from ops.dev.cli import add_fake_realtime_arguments
+
+    return add_fake_realtime_arguments(parser)
 
 
 async def _serve_forever(args: argparse.Namespace) -> None:

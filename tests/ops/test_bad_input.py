@@ -6,9 +6,9 @@ import asyncio
 
 import aiohttp
 
+from ops.dev.sim import SimOptions, sim_call
+from ops.dev.twilio_side import TwilioSide
 from telephony.twilio.signature import SignatureChecker
-from telephony.twilio.sim import SimOptions, sim_call
-from telephony.twilio.streams import TwilioSide
 from tests.audio import speech_ulaw
 from tests.ops.conftest import AUTH_TOKEN
 

@@ -8,7 +8,7 @@ import wave
 import aiohttp
 import pytest
 
-from telephony.twilio.sim import SimError, SimOptions, sim_call
+from ops.dev.sim import SimError, SimOptions, sim_call
 from tests.audio import speech_ulaw
 from tests.ops.conftest import AUTH_TOKEN, start_server
 

@@ -35,12 +35,12 @@ from agents.realtime.protocol import RealtimeUsage
 from ops import config as config_mod
 from ops.dev.fake_realtime import FakeRealtime, Script, ScriptedToolCall, serve_fake_realtime
 from ops.dev.fake_realtime import Turn as ScriptTurn
+from ops.dev.sim import SimOptions, SimResult, sim_call
 from ops.persistence import Persistence
 from store.database import Database, open_database
 from store.errors import StoreUnavailable, StoreWriteError
 from store.models import CallDetail, Turn, utcnow
 from store.sqlite import SqliteDatabase
-from telephony.twilio.sim import SimOptions, SimResult, sim_call
 from tests.audio import speech_ulaw
 from tests.ops.conftest import AUTH_TOKEN, Server, start_server
 from tests.store.conftest import REDIS_URL, TcpLink, backend_url

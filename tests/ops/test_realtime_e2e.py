@@ -45,8 +45,8 @@ from ops.dev.fake_realtime import (
     Turn,
     serve_fake_realtime,
 )
+from ops.dev.sim import SimOptions, SimResult, sim_call
 from telephony.call import Call, CallLatency
-from telephony.twilio.sim import SimOptions, SimResult, sim_call
 from tests.audio import speech_ulaw
 from tests.fakes.twilio_rest import FakeTwilioRest
 from tests.ops.conftest import AUTH_TOKEN, Server, start_server

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from telephony.twilio.sim import SimOptions, sim_call
+from ops.dev.sim import SimOptions, sim_call
 from tests.audio import speech_ulaw
 
 BIN = Path(sys.executable).parent / "leadline"

@@ -8,6 +8,14 @@ import json
 import pytest
 
 from media.codecs import ulaw
+from ops.dev.twilio_side import (
+    ServerClear,
+    ServerError,
+    ServerMark,
+    ServerMedia,
+    TwilioSide,
+    parse_server,
+)
 from telephony.twilio.streams import (
     ERROR_KINDS,
     Connected,
@@ -17,16 +25,10 @@ from telephony.twilio.streams import (
     MediaFormat,
     Outbound,
     ProtocolError,
-    ServerClear,
-    ServerError,
-    ServerMark,
-    ServerMedia,
     Start,
     Stop,
     StreamProtocol,
     StreamState,
-    TwilioSide,
-    parse_server,
 )
 from tests.audio import frames, speech_ulaw
 

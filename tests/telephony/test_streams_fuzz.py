@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ops.dev.twilio_side import TwilioSide, parse_server
 from telephony.twilio.streams import (
     Connected,
     Dtmf,
@@ -19,8 +20,6 @@ from telephony.twilio.streams import (
     Stop,
     StreamProtocol,
     StreamState,
-    TwilioSide,
-    parse_server,
 )
 
 STREAM = "MZ" + "a" * 32
@@ -229,7 +228,6 @@ def test_parse_server_never_raises(data: bytes | str) -> None:
 
 
 def test_invalid_utf8_inside_a_json_string_is_a_counted_fault_not_a_crash():
-    from telephony.twilio.streams import StreamProtocol, parse_server
 
     bad = b'{"event":"connected","protocol":"\x80","version":"1"}'
     proto = StreamProtocol()

@@ -16,10 +16,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from ops.dev.twilio_side import TwilioSide
 from telephony.call import Call
 from telephony.twilio.http import TwilioRoutes
 from telephony.twilio.signature import SignatureChecker
-from telephony.twilio.streams import TwilioSide
 from telephony.ws import fastws
 from tests.ops.conftest import AUTH_TOKEN
 

@@ -45,10 +45,9 @@ import msgspec
 import picows
 
 from media.codecs import ulaw
-from telephony.twilio.signature import SIGNATURE_HEADER, SignatureChecker
-from telephony.twilio.sim import Playout, parse_stream_twiml, stream_connect_url
-from telephony.twilio.streams import (
-    _TWILIO_MEDIA,
+from ops.dev.sim import Playout, parse_stream_twiml, stream_connect_url
+from ops.dev.twilio_side import (
+    TWILIO_MEDIA,
     ServerClear,
     ServerError,
     ServerMark,
@@ -56,6 +55,7 @@ from telephony.twilio.streams import (
     TwilioSide,
     parse_server,
 )
+from telephony.twilio.signature import SIGNATURE_HEADER, SignatureChecker
 
 FRAME_S: Final = ulaw.FRAME_MS / 1000
 # Sub-ticks per 20 ms frame period: calls are spread over them (see `_Run.tick`).
@@ -331,7 +331,7 @@ class _BenchSide(TwilioSide):
         self._chunk += 1
         ts = self._ts
         self._ts = ts + ulaw.FRAME_MS
-        return _TWILIO_MEDIA % (self._seq, self._chunk, ts, payload_b64, self._media_tail)
+        return TWILIO_MEDIA % (self._seq, self._chunk, ts, payload_b64, self._media_tail)
 
 
 _TEXT = picows.WSMsgType.TEXT

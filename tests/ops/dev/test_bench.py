@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media.codecs import ulaw
-from ops.bench import (
+from ops.dev.bench import (
     SILENT_B64,
     BenchOptions,
     CallerScript,
@@ -33,8 +33,9 @@ from ops.bench import (
     _Call,
     b64_frames,
 )
-from telephony.twilio.sim import Playout
-from telephony.twilio.streams import Media, Outbound, Start, StreamProtocol, TwilioSide
+from ops.dev.sim import Playout
+from ops.dev.twilio_side import TwilioSide
+from telephony.twilio.streams import Media, Outbound, Start, StreamProtocol
 from tests.audio import speech_ulaw
 
 TOKEN = "bench-test-token"

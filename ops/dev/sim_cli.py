@@ -23,7 +23,7 @@ def _auth_token(args: argparse.Namespace) -> str:
 
 def run_sim(args: argparse.Namespace) -> int:
     from media.wavfile import WavError, read_ulaw
-    from telephony.twilio.sim import SimOptions, sim_call
+    from ops.dev.sim import SimOptions, sim_call
 
     audio = None
     try:

@@ -37,8 +37,7 @@ import aiohttp
 import msgspec
 
 from media.codecs import ulaw
-from telephony.twilio.signature import SIGNATURE_HEADER, SignatureChecker
-from telephony.twilio.streams import (
+from ops.dev.twilio_side import (
     ServerClear,
     ServerError,
     ServerMark,
@@ -46,6 +45,7 @@ from telephony.twilio.streams import (
     TwilioSide,
     parse_server,
 )
+from telephony.twilio.signature import SIGNATURE_HEADER, SignatureChecker
 
 FRAME_S = ulaw.FRAME_MS / 1000
 _SAMPLES_PER_S = ulaw.SAMPLE_RATE

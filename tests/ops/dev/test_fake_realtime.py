@@ -32,7 +32,7 @@ from ops.dev.fake_realtime import (
 from tests.audio import frames, silence_pcm, speech_ulaw
 
 SERVER_EVENTS = TypeAdapter(RealtimeServerEvent)
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MODEL = "gpt-realtime"
 # Fields the live service sends beyond the SDK's declared models (session resource fields).
 KNOWN_EXTRAS = {"session.object", "session.id", "session.expires_at"}

@@ -22,8 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media.codecs import ulaw
-from telephony.twilio.signature import SIGNATURE_HEADER, SignatureChecker
-from telephony.twilio.sim import (
+from ops.dev.sim import (
     Playout,
     SimError,
     SimOptions,
@@ -31,6 +30,7 @@ from telephony.twilio.sim import (
     sim_call,
     stream_connect_url,
 )
+from telephony.twilio.signature import SIGNATURE_HEADER, SignatureChecker
 from telephony.twilio.streams import Dtmf, Mark, Media, Outbound, Start, Stop, StreamProtocol
 from telephony.twilio.twiml import connect_stream_twiml, say_hangup_twiml
 from tests.audio import frames, speech_ulaw
