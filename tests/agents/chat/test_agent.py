@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.chat.agent import (
     BusinessInfo,
@@ -18,8 +21,9 @@ from agents.chat.agent import (
     parse_llm_output,
 )
 from agents.chat.llm import LlmError
+from agents.chat.reply import fact_violations
 from agents.chat.settings import SmsSettings
-from agents.nlu.intents import IntentResult
+from agents.nlu.intents import INTENTS, IntentResult
 
 NOW = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)
 BOOKING = "https://cal.example.com/acme"
@@ -259,3 +263,23 @@ def test_prompt_is_bounded() -> None:
     assert len(messages) == 1 + 30 + 1
     assert all(len(m["content"]) <= 1001 for m in messages[1:])
     assert len(messages[0]["content"]) < 8000
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(max_size=400),
+       first=st.one_of(st.none(), st.text(max_size=30)),
+       answer=st.one_of(st.text(max_size=400),
+                        st.builds(lambda i, r: _json(i, r), st.sampled_from(INTENTS),
+                                  st.text(max_size=400))))
+def test_any_inbound_and_any_model_answer_gives_a_valid_decision(
+        text: str, first: str | None, answer: str) -> None:
+    lead = LeadView(first_name=first, phone="+15125550100", status="contacted")
+    agent = ChatAgent(SmsSettings(), ScriptedLlm(answer), clock)
+    d = asyncio.run(agent.decide(BUSINESS, lead, THREAD, text))
+    assert d.intent in INTENTS and 0 <= d.confidence <= 1
+    if d.action in ("reply", "stop"):
+        assert d.reply and len(d.reply) <= 320 and d.segments >= 1
+        assert fact_violations(d.reply, [BUSINESS.facts, BUSINESS.booking_url]) == []
+    else:
+        assert d.reply is None and d.segments == 0
+    assert agent.counters["agent_error"] == 0
