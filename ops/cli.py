@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sub)
+        from ops.leads_cli import register as register_leads
+
+        register_leads(sub)
     return parser
 
 

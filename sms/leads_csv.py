@@ -49,6 +49,13 @@ from typing import IO, Any, BinaryIO
 
 import msgspec
 
+from store.database import (
+    MAX_ATTRIBUTE_KEY,
+    MAX_ATTRIBUTE_VALUE,
+    MAX_ATTRIBUTES,
+    MAX_FIELD_LENGTH,
+    MAX_NAME_LENGTH,
+)
 from store.models import Lead, LeadInput
 from store.phones import InvalidPhoneNumber, normalize_phone
 
@@ -57,8 +64,8 @@ from store.phones import InvalidPhoneNumber, normalize_phone
 MAX_RECORD_BYTES = 1 << 20
 # Longest single value kept. A lead's notes fit; a swallowed file does not.
 MAX_FIELD_CHARS = 4096
-# Longest first/last name stored (the caller-name bound of the store).
-MAX_NAME_CHARS = 200
+# Longest first/last name kept: the store's caller-name bound (a lead is a caller too).
+MAX_NAME_CHARS = MAX_NAME_LENGTH
 # More columns than this is a spreadsheet accident (or an attack on the attributes map).
 MAX_COLUMNS = 1024
 # How often (in records) the progress callback is told where the reader is.
@@ -301,12 +308,7 @@ class _Layout:
         keys: list[str] = headers[:fixed]
         seen: set[str] = set()
         for i, name in enumerate(headers[fixed:], fixed + 1):
-            base = name or f"column {i}"
-            key, n = base, 2
-            while key in seen:
-                key, n = f"{base} ({n})", n + 1
-            seen.add(key)
-            keys.append(key)
+            keys.append(_unique_key(name or f"column {i}", seen))
         layout = cls(headers, keys)
         if ours:
             for i, lead_field in enumerate(EXPORT_COLUMNS):
@@ -326,6 +328,21 @@ class _Layout:
                 row=0, line=1,
             )
         return layout
+
+
+def _unique_key(base: str, seen: set[str]) -> str:
+    """An attribute key for a column: its header, cut to the store's key bound (a survey
+    question as a header is legal), with " (2)", " (3)" … when repeated."""
+    key, n = _cut(base, MAX_ATTRIBUTE_KEY), 2
+    while key in seen:
+        suffix = f" ({n})"
+        key, n = _cut(base, MAX_ATTRIBUTE_KEY - len(suffix)) + suffix, n + 1
+    seen.add(key)
+    return key
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _Records:
@@ -508,10 +525,12 @@ class _RowBuilder:
                 state = None
 
         source = self._pick(cells, "source", used)
-        source = _tidy(source) if source is not None else self.source
+        if source is not None:
+            source = self._bounded(row, "source", _tidy(source), MAX_FIELD_LENGTH, warnings)
+        else:
+            source = self.source
 
-        attributes = {self.layout.keys[i]: cell for i, cell in enumerate(cells)
-                      if cell and i not in used}
+        attributes = self._attributes(row, cells, used, warnings)
         lead = LeadInput(phone=phone, first_name=first, last_name=last, email=email,
                          state=state, attributes=attributes, source=source)
         return RowResult(row, lead, tuple(warnings))
@@ -555,15 +574,41 @@ class _RowBuilder:
             return phone, None
         return None, RowIssue(row, "phone", first_error or "phone number is empty")
 
-    @staticmethod
-    def _name(row: int, lead_field: str, value: str | None,
+    def _attributes(self, row: int, cells: list[str], used: set[int],
+                    warnings: list[RowIssue]) -> dict[str, str]:
+        """The remaining non-empty cells under their column keys, within the store's bounds
+        (a value too long, or values past the attribute count, are dropped with a
+        warning rather than failing the whole batch in the store)."""
+        attributes: dict[str, str] = {}
+        over = 0
+        for i, cell in enumerate(cells):
+            if not cell or i in used:
+                continue
+            key = self.layout.keys[i]
+            if len(cell) > MAX_ATTRIBUTE_VALUE:
+                warnings.append(RowIssue(row, key, f"longer than {MAX_ATTRIBUTE_VALUE}"
+                                         " characters; not imported"))
+            elif len(attributes) >= MAX_ATTRIBUTES:
+                over += 1
+            else:
+                attributes[key] = cell
+        if over:
+            warnings.append(RowIssue(row, "row", f"{over} value(s) beyond the first"
+                                     f" {MAX_ATTRIBUTES} extra columns not imported"))
+        return attributes
+
+    def _name(self, row: int, lead_field: str, value: str | None,
               warnings: list[RowIssue]) -> str | None:
         if value is None:
             return None
-        value = _tidy(value)
-        if len(value) > MAX_NAME_CHARS:
-            warnings.append(RowIssue(row, lead_field, f"longer than {MAX_NAME_CHARS}"
-                                     " characters; not imported"))
+        return self._bounded(row, lead_field, _tidy(value), MAX_NAME_CHARS, warnings)
+
+    @staticmethod
+    def _bounded(row: int, lead_field: str, value: str, limit: int,
+                 warnings: list[RowIssue]) -> str | None:
+        if len(value) > limit:
+            warnings.append(RowIssue(row, lead_field, f"longer than {limit} characters;"
+                                     " not imported"))
             return None
         return value
 

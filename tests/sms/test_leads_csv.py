@@ -24,6 +24,12 @@ from sms.leads_csv import (
     split_name,
     state_codes,
 )
+from store.database import (
+    MAX_ATTRIBUTE_KEY,
+    MAX_ATTRIBUTE_VALUE,
+    MAX_ATTRIBUTES,
+    clean_lead_input,
+)
 from store.models import Lead, LeadInput
 from store.phones import InvalidPhoneNumber, normalize_phone
 
@@ -218,6 +224,23 @@ def test_header_only_and_blank_lines_before_header() -> None:
     assert leads("\n\n,,\nPhone\n4155552671\n")[0].phone == "+14155552671"
 
 
+def test_store_bounds_are_respected_per_value() -> None:
+    question = "How did you hear about us? " * 8
+    many = ",".join(f"c{i}" for i in range(MAX_ATTRIBUTES + 3))
+    values = ",".join("v" for _ in range(MAX_ATTRIBUTES + 3))
+    rows = read(f'Phone,"{question}",Notes,{many}\n'
+                f"4155552671,yes,{'n' * (MAX_ATTRIBUTE_VALUE + 1)},{values}\n")
+    lead = rows[0].lead
+    assert lead is not None and len(lead.attributes) == MAX_ATTRIBUTES
+    key = next(iter(lead.attributes))
+    assert len(key) == MAX_ATTRIBUTE_KEY and key.startswith("How did you hear")
+    assert "Notes" not in lead.attributes
+    reasons = [(w.field, w.reason) for w in rows[0].warnings]
+    assert ("Notes", f"longer than {MAX_ATTRIBUTE_VALUE} characters; not imported") in reasons
+    assert any("beyond the first" in r for _, r in reasons)
+    clean_lead_input(lead)  # the store takes the row as it is
+
+
 def test_long_name_dropped_with_warning() -> None:
     [row] = read(f"Phone,First Name\n4155552671,{'A' * 201}\n")
     assert row.lead is not None and row.lead.first_name is None
@@ -395,6 +418,8 @@ def _survives(data: bytes) -> None:
     assert [r.row for r in rows] == list(range(1, len(rows) + 1))
     for r in rows:
         assert (r.lead is None) == bool(r.errors or r.duplicate_of)
+        if r.lead is not None:
+            assert clean_lead_input(r.lead) == r.lead  # never a row the store would refuse
 
 
 @settings(max_examples=300, deadline=None)
