@@ -64,7 +64,7 @@ def _changed(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
-class PgTx:
+class PgTx(Tx):
     """One pooled connection inside a transaction."""
 
     __slots__ = ("conn",)
@@ -75,28 +75,17 @@ class PgTx:
     async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
         return await self.conn.fetch(sql, *args)
 
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        return await self.conn.fetchrow(sql, *args)
-
     async def execute(self, sql: str, *args: Any) -> int:
         return _changed(await self.conn.execute(sql, *args))
 
-    async def insert_many(
-        self,
-        table: str,
-        columns: Sequence[tuple[str, str]],
-        rows: Sequence[Sequence[Any]],
-        tail: str = "",
+    async def insert_rows(
+        self, head: str, types: Sequence[str], rows: Sequence[Sequence[Any]], tail: str
     ) -> int:
-        if not rows:
-            return 0
-        names = ", ".join(name for name, _ in columns)
-        arrays = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(columns, 1))
-        status = await self.conn.execute(
-            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {tail}",
-            *(list(column) for column in zip(*rows, strict=True)),
+        arrays = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(types, 1))
+        columns = (list(column) for column in zip(*rows, strict=True))
+        return _changed(
+            await self.conn.execute(f"{head} SELECT * FROM unnest({arrays}) {tail}", *columns)
         )
-        return _changed(status)
 
 
 class PostgresDatabase(SqlRepository):

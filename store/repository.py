@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from store import migrations
 from store.database import (
@@ -123,17 +123,29 @@ _PLACEHOLDER_CALL_COLUMNS = (
 _NOT_SENT = "('cancelled', 'failed')"
 
 
-class Tx(Protocol):
-    """One open transaction (or, for reads, the read path). Statements use `$n`
-    parameters; the backend translates them for its driver."""
+class Tx(abc.ABC):
+    """One open transaction (or, for reads, the read path) on one driver connection.
+    Statements use `$n` parameters; the backend translates them for its driver."""
 
+    __slots__ = ()
+
+    @abc.abstractmethod
     async def fetch(self, sql: str, *args: Any) -> Sequence[Row]: ...
 
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
-
+    @abc.abstractmethod
     async def execute(self, sql: str, *args: Any) -> int:
         """Run one statement; the number of rows it changed."""
-        ...
+
+    @abc.abstractmethod
+    async def insert_rows(
+        self, head: str, types: Sequence[str], rows: Sequence[Sequence[Any]], tail: str
+    ) -> int:
+        """`head` ("INSERT INTO t (a, b)") + the rows + `tail` as one batch: executemany
+        on SQLite, one statement over arrays on PostgreSQL (`types` are its type names)."""
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
 
     async def insert_many(
         self,
@@ -142,9 +154,11 @@ class Tx(Protocol):
         rows: Sequence[Sequence[Any]],
         tail: str = "",
     ) -> int:
-        """`INSERT INTO table (columns) <rows> tail` as one batch; `columns` carries
-        PostgreSQL type names (for unnest). Returns the rows changed."""
-        ...
+        """Insert a batch; `columns` are (name, PostgreSQL type). Returns rows changed."""
+        if not rows:
+            return 0
+        head = f"INSERT INTO {table} ({', '.join(name for name, _ in columns)})"
+        return await self.insert_rows(head, [kind for _, kind in columns], rows, tail)
 
 
 class SqlRepository(Database):

@@ -28,7 +28,7 @@ import aiosqlite
 
 from store.dialect import SQLITE, Dialect
 from store.errors import StoreError, StoreUnavailable, StoreWriteError
-from store.repository import Row, SqlRepository
+from store.repository import Row, SqlRepository, Tx
 
 # Errors that are the data or our SQL, not the disk: let them surface as bugs.
 _NOT_STORAGE = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
@@ -45,7 +45,7 @@ def path_from_url(url: str) -> Path:
     return Path(raw)
 
 
-class SqliteTx:
+class SqliteTx(Tx):
     """The writer connection inside one transaction (or the reader, for reads)."""
 
     __slots__ = ("conn",)
@@ -56,31 +56,17 @@ class SqliteTx:
     async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
         return list(await self.conn.execute_fetchall(SQLITE.sql(sql), args))
 
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.fetch(sql, *args)
-        return rows[0] if rows else None
-
     async def execute(self, sql: str, *args: Any) -> int:
         cur = await self.conn.execute(SQLITE.sql(sql), args)
         changed = cur.rowcount
         await cur.close()
         return max(changed, 0)
 
-    async def insert_many(
-        self,
-        table: str,
-        columns: Sequence[tuple[str, str]],
-        rows: Sequence[Sequence[Any]],
-        tail: str = "",
+    async def insert_rows(
+        self, head: str, types: Sequence[str], rows: Sequence[Sequence[Any]], tail: str
     ) -> int:
-        if not rows:
-            return 0
-        names = ", ".join(name for name, _ in columns)
-        params = ", ".join("?" * len(columns))
         before = self.conn.total_changes
-        await self.conn.executemany(
-            f"INSERT INTO {table} ({names}) VALUES ({params}) {tail}", rows
-        )
+        await self.conn.executemany(f"{head} VALUES ({', '.join('?' * len(types))}) {tail}", rows)
         return self.conn.total_changes - before
 
 
