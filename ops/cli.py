@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     # Dev tools (sim, bench, fakes): argparse only here, the tools load when run.
     from ops.dev.cli import register as register_dev
 
-    register_dev(sub)
+    dev_sub = register_dev(sub)
+    from ops.dev.fake_llm_cli import register as register_fake_llm
+
+    register_fake_llm(dev_sub)
 
     try:
         from ops.store_cli import register

@@ -246,13 +246,6 @@ async def serve_fake_llm(port: int = 0, script: Script | str | Path | None = Non
 # --- command line -------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8766)
-    parser.add_argument("--script", help="reply/fault script, .toml or .json")
-    return parser
-
-
 async def _serve_forever(args: argparse.Namespace, script: Script | None) -> None:
     runner = await serve_fake_llm(args.port, script, host=args.host)
     stop = asyncio.Event()
@@ -282,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ops.dev.fake_llm_cli import add_arguments
+
     parser = add_arguments(argparse.ArgumentParser(
         prog="leadline dev fake-llm", description="Serve a fake OpenAI Chat Completions API."))
     return run(parser.parse_args(argv))

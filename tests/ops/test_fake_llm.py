@@ -162,3 +162,35 @@ def test_bad_script_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "status" in capsys.readouterr().err
     missing = argparse.Namespace(script=str(tmp_path / "none.toml"), host="127.0.0.1", port=0)
     assert run(missing) == 2
+
+
+async def test_cli_serves_until_terminated(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import signal
+    import socket
+    import sys
+
+    script = tmp_path / "s.toml"
+    script.write_text('default_reply = "from the cli"\n')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ops.cli", "dev", "fake-llm", "--port", str(port),
+        "--script", str(script), stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert f"127.0.0.1:{port}/v1" in line.decode()
+        sdk = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k",
+                                 max_retries=0)
+        try:
+            done = await sdk.chat.completions.create(model="m", messages=_user("hi"))
+        finally:
+            await sdk.close()
+        assert done.choices[0].message.content == "from the cli"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
