@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         from ops.leads_cli import register as register_leads
 
         register_leads(sub)
+        from ops.compliance_cli import register as register_compliance
+
+        register_compliance(sub)
     return parser
 
 
