@@ -113,10 +113,13 @@ def _content(completion: Any) -> str:
 
     if not isinstance(completion, ChatCompletion):
         raise LlmError("malformed", f"not a chat completion: {type(completion).__name__}")
-    choices = completion.choices or []
-    if not choices:
+    # The SDK does not validate response bodies, so any field may be missing or mistyped.
+    choices = getattr(completion, "choices", None)
+    if not isinstance(choices, list) or not choices:
         raise LlmError("malformed", "no choices")
     message = getattr(choices[0], "message", None)
+    if message is None:
+        raise LlmError("malformed", "no message in the first choice")
     content = getattr(message, "content", None)
     if not isinstance(content, str) or not content.strip():
         raise LlmError("empty", "empty content")

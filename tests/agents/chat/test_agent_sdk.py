@@ -143,3 +143,23 @@ async def test_unreachable_server_gives_the_template() -> None:
 
 def test_no_base_url_means_no_client() -> None:
     assert client_from_settings(SmsSettings()) is None
+
+
+@pytest.mark.parametrize("body, kind", [
+    ({"choices": "x"}, "malformed"),
+    ({}, "malformed"),
+    ({"choices": [{"index": 0}]}, "malformed"),
+    ({"choices": [{"message": {"role": "assistant", "content": None}}]}, "empty"),
+    ({"choices": [{"message": {"role": "assistant", "content": "  "}}]}, "empty"),
+])
+def test_unusable_bodies_are_classified(body: dict, kind: str) -> None:
+    from openai.types.chat import ChatCompletion
+
+    from agents.chat.llm import LlmError, _content
+
+    with pytest.raises(LlmError) as err:
+        _content(ChatCompletion.construct(**body))
+    assert err.value.kind == kind
+    with pytest.raises(LlmError) as not_completion:
+        _content("a string body")
+    assert not_completion.value.kind == "malformed"
