@@ -47,6 +47,10 @@ REVOCATIONS = [
     "Hey stop texting this number", "im not interested, take me off the list",
     "not interested remove me", "Please unsubscribe me from all messages",
     "I don’t want these texts", "don’t text me", "Don’t contact me ever again",
+    "Cancel my subscription", "please remove from your list", "Remove from list",
+    "I'm on the do not call list", "this number is registered on the national DNC registry",
+    "Unsubcribe", "stop txt", "stop msg pls", "Not interested. Please don't contact me again",
+    "I'm good, please stop", "no longer interested, unsubscribe",
 ]
 
 BENIGN = [
@@ -80,6 +84,9 @@ BENIGN = [
     "the end of the pipe is cracked", "Can you stop the drip in the sink?",
     "i dont want to miss your calls", "what time do you stop working today",
     "Did the offer end?", "Unsure, let me think", "Yesterday was better",
+    "I want to cancel my maintenance subscription and get a one-time visit instead",
+    "Can you remove the list of charges from the invoice?", "Is my number on the list?",
+    "I am in the office until 5",
 ]
 
 
