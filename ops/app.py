@@ -18,8 +18,8 @@ import msgspec
 import psutil
 from aiohttp import web
 
-from agents.brain import Brain, CallContext
-from agents.scripted import ScriptedBrain, prerender
+from agents.scripted import prerender
+from agents.selection import BrainSelector
 from media.clock import MediaClock
 from media.engine import MediaEngine
 from media.vad import make_engine
@@ -50,7 +50,8 @@ class Runtime:
             on_call_error=self._media_failed,
         )
         self.clock = MediaClock(on_tick=self.engine.tick)
-        self.calls = CallManager(self.engine, self._new_brain, self._fallback_brain,
+        self.brains = BrainSelector(lambda: self.config)
+        self.calls = CallManager(self.engine, self.brains.new_brain, self.brains.fallback_brain,
                                  config.server.max_calls)
         self.calls.recording_dir = (
             lambda: self.config.recording.directory if self.config.recording.enabled else None
@@ -70,33 +71,6 @@ class Runtime:
                                        config.server.reload_poll_s)
         self.registry = metrics.make_registry(self)
         self.registry.register(self.messaging.collector())
-        self._tools: tuple[Any, Any] | None = None
-        if config.brain_kind == "openai":
-            from agents.realtime.breaker import configure_default
-
-            configure_default(config.openai)
-
-    # -- brains --------------------------------------------------------------------
-
-    def _new_brain(self, context: CallContext) -> Brain:
-        """OpenAI Realtime when configured and its breaker is closed, else the keyless brain."""
-        if self.config.brain_kind == "openai":
-            from agents.realtime import RealtimeBrain, build_registry, should_use_realtime
-
-            if should_use_realtime():
-                settings = self.config.openai
-                if self._tools is None or self._tools[0] is not settings:
-                    registry = build_registry(settings.tools,
-                                              transfer=bool(settings.transfer_number))
-                    self._tools = (settings, registry)
-                return RealtimeBrain(settings, registry=self._tools[1])
-            log.warning("realtime circuit open; call starts on the keyless brain",
-                        extra={"call_sid": context.call_sid})
-        return ScriptedBrain(self.config.scripted)
-
-    def _fallback_brain(self, context: CallContext) -> Brain:
-        return ScriptedBrain(self.config.scripted, fallback=True)
-
     # -- call actions ------------------------------------------------------------
 
     def _transfer(self, call: Any, number: str) -> None:
@@ -138,10 +112,7 @@ class Runtime:
                 make_engine(new.vad, max_buffer_samples=new.media.max_inbound_ms * 8)
             )
         self.calls.max_calls = new.server.max_calls
-        if new.brain_kind == "openai":
-            from agents.realtime.breaker import configure_default
-
-            configure_default(new.openai)
+        self.brains.configure()
 
     async def start(self, app: web.Application) -> None:
         # G2: first, so an unreachable database stops the server before it takes calls.

@@ -77,10 +77,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     @property
     def brain_kind(self) -> Literal["scripted", "openai"]:
-        """The brain new calls get: `auto` means openai exactly when a key is set."""
-        if self.brain.kind == "auto":
-            return "openai" if self.openai.api_key else "scripted"
-        return self.brain.kind
+        """The brain new calls get (`agents.selection` decides what `auto` means)."""
+        from agents.selection import resolve_kind
+
+        return resolve_kind(self.brain, self.openai)
 
 
 def _section_fields() -> dict[str, dict[str, Any]]:

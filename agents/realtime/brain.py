@@ -33,7 +33,7 @@ from typing import Any
 from openai import AsyncOpenAI, OpenAIError
 
 from agents.brain import Brain, BrainOutput, CallContext
-from agents.realtime.breaker import CircuitBreaker, configure_default, default_breaker
+from agents.realtime.breaker import CircuitBreaker, default_breaker
 from agents.realtime.protocol import RealtimeSession, RealtimeUsage, SessionConfig
 from agents.realtime.stats import STATS, RealtimeStats, bump
 from agents.settings import OpenAISettings
@@ -118,9 +118,8 @@ class RealtimeBrain(Brain):
             if registry is not None
             else build_registry(settings.tools, transfer=bool(settings.transfer_number))
         )
+        # Its thresholds are set by `agents.selection` (start and reload), not per call.
         self.breaker = breaker
-        if breaker is default_breaker:
-            configure_default(settings)
         self._clock = clock
         self._rotate_after_s = (
             rotate_after_s if rotate_after_s is not None else settings.session_rotate_s

@@ -19,7 +19,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Any
 
 
 class BreakerState(IntEnum):
@@ -124,13 +123,6 @@ class CircuitBreaker:
 
 # The breaker shared by every call of the process.
 default_breaker = CircuitBreaker()
-
-
-def configure_default(settings: Any) -> None:
-    """Apply `OpenAISettings.breaker_*` to the shared breaker (startup and config reload)."""
-    default_breaker.configure(
-        settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooldown_s
-    )
 
 
 def should_use_realtime() -> bool:
