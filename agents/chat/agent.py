@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -34,6 +35,7 @@ from agents.nlu.intents import (
     classify_intent,
     normalise,
 )
+from media.clock import SampleRing
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ RULES_SURE = 0.9
 # Intents the model may move a message to; consent is never decided by a model.
 LLM_INTENTS = frozenset(INTENTS) - CONSENT_INTENTS
 DEFAULT_LLM_CONFIDENCE = 0.7
+# Bucket bounds (seconds) of the model latency histogram, and recent samples kept.
+LLM_LATENCY_BOUNDS_S = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 15.0, 30.0)
+_LATENCY_WINDOW = 512
 
 
 class BusinessInfo(msgspec.Struct, frozen=True):
@@ -187,6 +192,8 @@ class ChatAgent:
         # Plain counters (ops turns them into metrics): decisions by action, LLM outcomes
         # by kind, replies rejected by reason.
         self.counters: Counter[str] = Counter()
+        # Time from request to answer (or failure) of every model call.
+        self.llm_seconds = SampleRing(_LATENCY_WINDOW, LLM_LATENCY_BOUNDS_S)
 
     async def decide(self, business: BusinessInfo, lead: LeadView,
                      thread: Sequence[ThreadMessage], inbound: str) -> ChatDecision:
@@ -220,8 +227,12 @@ class ChatAgent:
             now=self.clock(), max_reply_chars=self.settings.max_reply_chars,
         )
         self.counters["llm_calls"] += 1
+        started = time.perf_counter()
         try:
-            content = await self.llm.complete(messages, json_mode=True)
+            try:
+                content = await self.llm.complete(messages, json_mode=True)
+            finally:
+                self.llm_seconds.add(time.perf_counter() - started)
             output = parse_llm_output(content)
         except LlmError as exc:
             self.counters[f"llm_{exc.kind}"] += 1

@@ -167,6 +167,7 @@ async def test_llm_reply_is_used_and_sees_the_context() -> None:
     assert messages[1] == {"role": "assistant", "content": THREAD[0].body}
     assert messages[-1] == {"role": "user", "content": "how much for a repair?"}
     assert agent.counters["llm_ok"] == 1
+    assert agent.llm_seconds.count == 1
 
 
 async def test_llm_refines_a_weak_intent_but_not_a_sure_one() -> None:
