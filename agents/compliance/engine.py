@@ -13,7 +13,8 @@ Order of the checks, and why:
 3. opt-out, then DNC — block every channel and purpose;
 4. replies the lead asked for (a conversation they started within the window, HELP and
    opt-in confirmations) — not telephone solicitation, so no quiet hours or caps;
-5. email — no quiet-hour law applies;
+5. email — neither the quiet-hour laws nor the per-24 h caps (telephone calls and
+   texts only) apply;
 6. quiet hours in every zone of the number, and the FL/OK/MD-style frequency cap.
 
 `next_allowed_at` is the earliest instant at or after `at` when every zone is inside its

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time
 from functools import lru_cache
 from importlib import resources
@@ -100,6 +100,8 @@ class Rules:
     federal: Window
     states: Mapping[str, StateRule]
     state_names: Mapping[str, str]
+    # Case-folded names and codes → code, for lead records typed by hand.
+    lookup: Mapping[str, str] = field(default_factory=dict)
 
     def window(self, weekday: int, states: Iterable[str],
                business: Window | None = None) -> Window | None:
@@ -124,11 +126,7 @@ class Rules:
         """A USPS code from "FL", " fl ", or "Florida"; None when not a US state/territory."""
         if not text:
             return None
-        raw = text.strip()
-        if len(raw) == 2 and raw.upper() in self.state_names.values():
-            return raw.upper()
-        folded = {name.casefold(): code for name, code in self.state_names.items()}
-        return folded.get(raw.casefold())
+        return self.lookup.get(text.strip().casefold())
 
 
 def parse_rules(raw: Mapping[str, object]) -> Rules:
@@ -149,7 +147,9 @@ def parse_rules(raw: Mapping[str, object]) -> Rules:
             raise ValueError(f"states.{code}.cap_per_24h must be a positive integer")
         states[code] = StateRule(code, windows, cap)
     names = {str(k): str(v) for k, v in raw.get("us_states", {}).items()}  # type: ignore[attr-defined]
-    return Rules(federal, states, names)
+    lookup = {name.casefold(): code for name, code in names.items()}
+    lookup.update({code.casefold(): code for code in names.values()})
+    return Rules(federal, states, names, lookup)
 
 
 @lru_cache(maxsize=1)

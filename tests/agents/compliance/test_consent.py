@@ -183,3 +183,9 @@ def test_benign_sentences_with_keyword_words_are_never_opt_out(
     if shout:
         text = text.upper()
     assert classify_consent(text) != "opt_out"
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(max_size=300))
+def test_any_text_is_classified_without_error(text: str) -> None:
+    assert classify_consent(text) in (None, "opt_out", "opt_in", "help")

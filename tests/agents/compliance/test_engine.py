@@ -338,3 +338,55 @@ def test_requests_must_be_well_formed() -> None:
     with pytest.raises(ValueError):
         ContactRequest(phone="+13055550123", channel="sms", purpose="",
                        at=utc("2026-06-10T12:00:00+00:00"))
+
+
+CAPPED = [("+13055550123", "FL"), ("+14055550123", "OK"), ("+14105550123", "MD")]
+
+
+def cap_oracle(at: datetime, contacts: list[datetime]) -> bool:
+    return sum(1 for c in contacts if at - timedelta(hours=24) < c) < 3
+
+
+@settings(max_examples=120, deadline=None)
+@given(number=st.sampled_from(CAPPED), at=_instants,
+       ages=st.lists(st.integers(0, 30 * 3600), max_size=6))
+def test_cap_and_window_together(number: tuple[str, str], at: datetime, ages: list[int]) -> None:
+    phone, state = number
+    contacts = [at - timedelta(seconds=a) for a in ages]
+    decision = ask(phone, at, recent_contacts=contacts)
+
+    def ok(t: datetime) -> bool:
+        return oracle(phone, state, None, t) and cap_oracle(t, contacts)
+
+    assert decision.allowed is ok(at)
+    if decision.allowed:
+        return
+    assert decision.reason == ("quiet_hours" if not oracle(phone, state, None, at)
+                               else "frequency_cap")
+    nxt = decision.next_allowed_at
+    assert nxt is not None and ok(nxt)
+    assert ask(phone, nxt, recent_contacts=contacts).allowed
+    minute = at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while minute < nxt:
+        assert not ok(minute), minute
+        minute += timedelta(minutes=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(phone=st.one_of(st.text(max_size=30), st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True)),
+       channel=st.sampled_from(["sms", "voice", "email"]),
+       purpose=st.sampled_from(["marketing", "conversation", "help", "opt_out_confirmation",
+                                "follow_up", "x"]),
+       at=_instants, state=st.one_of(st.none(), st.text(max_size=12)),
+       flags=st.tuples(st.booleans(), st.booleans(), st.booleans()))
+def test_any_input_gets_a_stable_reason(phone: str, channel: str, purpose: str, at: datetime,
+                                        state: str | None,
+                                        flags: tuple[bool, bool, bool]) -> None:
+    from agents.compliance.engine import REASONS
+
+    decision = ask(phone, at, channel=channel, purpose=purpose, lead_state=state,
+                   opted_out=flags[0], dnc=flags[1], invalid=flags[2])
+    assert decision.reason in REASONS
+    assert decision.allowed == decision.reason.startswith("allowed")
+    if decision.next_allowed_at is not None:
+        assert not decision.allowed and decision.next_allowed_at > at
