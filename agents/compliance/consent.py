@@ -50,6 +50,7 @@ _CLAUSE = re.compile(r"[.!?;:,\n\r()]+|\s[-–—]\s")
 class _Phrase:
     pattern: re.Pattern[str]
     time_guard: bool
+    booking_guard: bool
     guarded: bool
 
 
@@ -61,6 +62,7 @@ class _Tables:
     phrases: tuple[_Phrase, ...]
     prefix_guards: tuple[re.Pattern[str], ...]
     time_guards: tuple[re.Pattern[str], ...]
+    booking_guards: tuple[re.Pattern[str], ...]
 
 
 def normalize(text: str) -> str:
@@ -89,11 +91,12 @@ def tables() -> _Tables:
         politeness=frozenset(normalize(w) for w in kw["politeness"]),
         phrases=tuple(
             _Phrase(re.compile(p["pattern"]), bool(p.get("time_guard", False)),
-                    bool(p.get("guarded", True)))
+                    bool(p.get("booking_guard", False)), bool(p.get("guarded", True)))
             for p in raw["phrase"]
         ),
         prefix_guards=tuple(re.compile(g) for g in raw["guards"]["prefix"]),
         time_guards=tuple(re.compile(g) for g in raw["guards"]["time"]),
+        booking_guards=tuple(re.compile(g) for g in raw["guards"]["booking"]),
     )
 
 
@@ -121,10 +124,11 @@ def _phrase_revokes(sentence: str, t: _Tables) -> bool:
                 before = " ".join(sentence[: match.start()].split()[-_PREFIX_WORDS:])
                 if any(g.search(before) for g in t.prefix_guards):
                     continue
-            if phrase.time_guard:
-                after = " ".join(sentence[match.end() :].split()[:_SUFFIX_WORDS])
-                if any(g.search(after) for g in t.time_guards):
-                    continue
+            after = " ".join(sentence[match.end() :].split()[:_SUFFIX_WORDS])
+            if phrase.time_guard and any(g.search(after) for g in t.time_guards):
+                continue
+            if phrase.booking_guard and any(g.search(after) for g in t.booking_guards):
+                continue
             return True
     return False
 

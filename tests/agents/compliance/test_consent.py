@@ -51,6 +51,8 @@ REVOCATIONS = [
     "I'm on the do not call list", "this number is registered on the national DNC registry",
     "Unsubcribe", "stop txt", "stop msg pls", "Not interested. Please don't contact me again",
     "I'm good, please stop", "no longer interested, unsubscribe",
+    "remove me from your list", "take me off the texting list", "remove me from the database",
+    "Delete me from your system", "take me off this thread",
 ]
 
 BENIGN = [
@@ -87,6 +89,9 @@ BENIGN = [
     "I want to cancel my maintenance subscription and get a one-time visit instead",
     "Can you remove the list of charges from the invoice?", "Is my number on the list?",
     "I am in the office until 5",
+    "Can you remove me from Friday's slot and put me on Monday?",
+    "Please take me off the waitlist, I found a time", "remove me from the 3pm appointment",
+    "Delete me from tomorrow's schedule please", "take us off the Tuesday route",
 ]
 
 
