@@ -390,3 +390,26 @@ def test_any_input_gets_a_stable_reason(phone: str, channel: str, purpose: str, 
     assert decision.allowed == decision.reason.startswith("allowed")
     if decision.next_allowed_at is not None:
         assert not decision.allowed and decision.next_allowed_at > at
+
+
+def test_geocoder_places_to_states() -> None:
+    from agents.compliance.rules import _state_from_place, load_rules
+
+    rules = load_rules()
+    assert _state_from_place("Miami, FL", rules) == "FL"
+    assert _state_from_place("Washington State", rules) == "WA"
+    assert _state_from_place("Washington D.C.", rules) == "DC"
+    assert _state_from_place("Texas", rules) == "TX"
+    assert _state_from_place("", rules) is None
+    assert _state_from_place("Springfield", rules) is None
+    assert _state_from_place("Paris, ZZ", rules) is None
+    assert rules.state_code(" florida ") == "FL" and rules.state_code("tx") == "TX"
+    assert rules.state_code("Narnia") is None and rules.state_code("") is None
+
+
+def test_a_number_without_a_known_state_gets_the_federal_window() -> None:
+    # Vancouver, Canada: NANP but not a US state; 20:30 local is inside 08:00-21:00.
+    decision = ask("+16045550123", utc("2026-06-10T20:30:00-07:00"))
+    assert (decision.allowed, decision.states, decision.zones) == (
+        True, [], ["America/Vancouver"])
+    assert not ask("+16045550123", utc("2026-06-10T21:00:00-07:00")).allowed
