@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -28,12 +29,42 @@ from ops.config import Config
 from ops.messaging import Messaging
 from ops.persistence import Persistence
 from ops.reload import ConfigReloader
-from telephony.calls import CallManager
+from telephony.call import Call
+from telephony.calls import CallManager, CallObserver
+from telephony.settings import TwilioSettings
 from telephony.twilio.http import TwilioRoutes, TwilioStats
 
 log = logging.getLogger("leadline.app")
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", "Runtime")  # type: ignore[name-defined]
 _json = msgspec.json.Encoder()
+
+
+class RestTransfers(CallObserver):
+    """Hands callers to a human through Twilio's REST API (`<Dial>` replaces the stream).
+
+    The REST client is made on the first transfer: most deployments never need one.
+    """
+
+    def __init__(self, settings: Callable[[], TwilioSettings]) -> None:
+        self._settings = settings
+        self._rest: Any = None
+
+    def transfer(self, call: Call, number: str) -> bool:
+        tw = self._settings()
+        if not (tw.account_sid and tw.auth_token):
+            log.error("transfer needs twilio.account_sid and auth_token",
+                      extra={"call_sid": call.call_sid})
+            return True
+        from telephony.twilio.rest import TwilioRest
+
+        if self._rest is None:
+            self._rest = TwilioRest.from_settings(tw, base_url=tw.api_base_url or None)
+        call.spawn(self._rest.transfer(call.call_sid, number), "transfer")
+        return True
+
+    async def aclose(self) -> None:
+        if self._rest is not None:
+            await self._rest.aclose()
 
 
 class Runtime:
@@ -51,53 +82,24 @@ class Runtime:
         )
         self.clock = MediaClock(on_tick=self.engine.tick)
         self.brains = BrainSelector(lambda: self.config)
-        self.calls = CallManager(self.engine, self.brains.new_brain, self.brains.fallback_brain,
-                                 config.server.max_calls)
-        self.calls.recording_dir = (
-            lambda: self.config.recording.directory if self.config.recording.enabled else None
+        # Call records, turns, caller memory, live sessions.
+        self.persistence = Persistence(lambda: self.config)
+        self.transfers = RestTransfers(lambda: self.config.twilio)
+        self.calls = CallManager(
+            self.engine, self.brains.new_brain, self.brains.fallback_brain,
+            config.server.max_calls, observers=(self.persistence, self.transfers),
+            recording_dir=lambda: (self.config.recording.directory
+                                   if self.config.recording.enabled else None),
         )
         self.clock.register(self.calls.tick_recorders)
-        self.calls.transfer_handler = self._transfer
-        # G2 (store wiring): call records, turns, caller memory, live sessions.
-        self.persistence = Persistence(lambda: self.config)
-        self.calls.observer = self.persistence
         # The SMS side: webhooks, conversation, outbox sender, over the same database.
         self.messaging = Messaging(lambda: self.config, lambda: self.persistence.db)
-        self.calls.dtmf_handler = self._send_dtmf
-        self._rest: Any = None
         self.twilio_stats = TwilioStats()
         self.twilio = TwilioRoutes(lambda: self.config.twilio, self.calls, self.twilio_stats)
         self.reloader = ConfigReloader(config_path, config, self._apply,
                                        config.server.reload_poll_s)
         self.registry = metrics.make_registry(self)
         self.registry.register(self.messaging.collector())
-    # -- call actions ------------------------------------------------------------
-
-    def _transfer(self, call: Any, number: str) -> None:
-        """Hand the caller to a human via the REST API (`<Dial>` replaces the stream)."""
-        tw = self.config.twilio
-        if not (tw.account_sid and tw.auth_token):
-            log.error("transfer needs twilio.account_sid and auth_token",
-                      extra={"call_sid": call.call_sid})
-            return
-        from telephony.twilio.rest import TwilioRest
-
-        if self._rest is None:
-            self._rest = TwilioRest.from_settings(tw, base_url=tw.api_base_url or None)
-        call.spawn(self._rest.transfer(call.call_sid, number), "transfer")
-
-    def _send_dtmf(self, call: Any, digits: str) -> None:
-        """In-band tones through the call's own playout (works inside `<Connect>`)."""
-        from media.dtmf import tones_ulaw
-
-        try:
-            audio = tones_ulaw(digits)
-        except ValueError as exc:
-            log.warning("bad DTMF digits", extra={"call_sid": call.call_sid, "error": str(exc)})
-            return
-        item = f"dtmf-{call.media.playout.sent_frames}"
-        call.media.agent_audio(item, audio)
-        call.media.agent_done(item)
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -115,7 +117,7 @@ class Runtime:
         self.brains.configure()
 
     async def start(self, app: web.Application) -> None:
-        # G2: first, so an unreachable database stops the server before it takes calls.
+        # First, so an unreachable database stops the server before it takes calls.
         await self.persistence.start()
         await self.messaging.start()
         # The keyless brain is also every call's fallback: its prompts must be ready.
@@ -133,11 +135,10 @@ class Runtime:
         for call in list(self.calls.active.values()):
             call.leg.hang_up("server shutting down")
             await self.calls.close(call, "server shutting down")
-        await self.persistence.stop()  # G2: after the calls, so their ends are written
+        await self.persistence.stop()  # after the calls, so their ends are written
         await self.reloader.stop()
         await self.clock.stop()
-        if self._rest is not None:
-            await self._rest.aclose()
+        await self.transfers.aclose()
 
     # -- views ---------------------------------------------------------------------
 
@@ -167,7 +168,7 @@ class Runtime:
                 "callsStarted": self.calls.started,
                 "callsEnded": self.calls.ended,
             },
-            **self.persistence.status(),  # G2: the "redis" and "store" blocks
+            **self.persistence.status(),  # the "redis" and "store" blocks
             "brain": {"kind": cfg.brain_kind},
             "security": {"signatureValidation": cfg.twilio.validate_signatures},
             "media": {

@@ -18,12 +18,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agents.brain import Brain, BrainOutput, CallContext, Role
 from media.clock import SampleRing
+from media.dtmf import tones_ulaw
 from media.recording import CallRecorder
+
+if TYPE_CHECKING:
+    from media.engine import CallMedia
 
 log = logging.getLogger("leadline.call")
 
@@ -100,13 +104,13 @@ LATENCY = CallLatency()
 
 
 class CallHooks(Protocol):
-    """Process-wide services a call reports to (registry, store, metrics)."""
+    """The call's only outlet: whoever runs it (`CallManager`, which passes each
+    event on to the `CallObserver` it was built with, isolating their errors)."""
 
     async def before_greeting(self, call: Call) -> None: ...
     def on_transcript(self, call: Call, role: Role, text: str) -> None: ...
     def on_caller_named(self, call: Call, name: str) -> None: ...
     def on_transfer(self, call: Call, number: str) -> None: ...
-    def on_send_dtmf(self, call: Call, digits: str) -> None: ...
     def fallback_brain(self, call: Call) -> Brain: ...
 
 
@@ -120,7 +124,9 @@ class Call(BrainOutput):
         self.leg = leg
         self.brain = brain
         self.hooks = hooks
-        self.media = None  # CallMedia, attached by the engine
+        # Attached by `CallManager.open` (the engine needs the call first), so before
+        # any frame or brain event; None only in between.
+        self.media: CallMedia = None  # type: ignore[assignment]
         self._now = now
         self.started_at = now()
         self.ended_at: float | None = None
@@ -146,7 +152,7 @@ class Call(BrainOutput):
     def call_sid(self) -> str:
         return self.context.call_sid
 
-    def spawn(self, coro, name: str) -> None:  # type: ignore[no-untyped-def]
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """A child task of the call: cancelled when the call ends, errors logged."""
         task = asyncio.create_task(coro, name=f"{name}:{self.call_sid}")
         self._tasks.add(task)
@@ -184,7 +190,7 @@ class Call(BrainOutput):
 
     def caller_audio(self, ulaw: bytes) -> None:
         """Hot path: one inbound frame of caller audio."""
-        self.media.receive(ulaw)  # type: ignore[union-attr]
+        self.media.receive(ulaw)
         self.brain.push_audio(ulaw)
         if self.recorder is not None:
             self.recorder.caller(ulaw)
@@ -194,7 +200,7 @@ class Call(BrainOutput):
 
     def played(self, item_id: str, ms: int) -> None:
         """The leg played agent audio up to checkpoint `(item_id, ms)`."""
-        self.media.played(item_id, ms)  # type: ignore[union-attr]
+        self.media.played(item_id, ms)
 
     # -- MediaSink (engine → call) -----------------------------------------------
 
@@ -244,10 +250,10 @@ class Call(BrainOutput):
     def agent_audio(self, item_id: str, ulaw: bytes) -> None:
         if self._turn_end_at:  # a brain without the first-audio hook answers a turn
             self._brain_first_audio(item_id, self._now())
-        self.media.agent_audio(item_id, ulaw)  # type: ignore[union-attr]
+        self.media.agent_audio(item_id, ulaw)
 
     def agent_audio_done(self, item_id: str) -> None:
-        self.media.agent_done(item_id)  # type: ignore[union-attr]
+        self.media.agent_done(item_id)
 
     def transcript(self, role: Role, text: str, item_id: str | None = None) -> None:
         self.transcript_add(role, text)
@@ -259,11 +265,11 @@ class Call(BrainOutput):
         self.hooks.on_transcript(self, role, text)
 
     def caller_speech_started(self) -> None:
-        self.media.interrupt()  # type: ignore[union-attr]
+        self.media.interrupt()
 
     def end_call(self, reason: str) -> None:
         self.hangup_reason = reason or "agent ended the call"
-        if self.media is not None and self.media.playout.idle:  # type: ignore[attr-defined]
+        if self.media is not None and self.media.playout.idle:
             self.leg.hang_up(self.hangup_reason)
 
     def caller_named(self, name: str) -> None:
@@ -274,7 +280,23 @@ class Call(BrainOutput):
         self.hooks.on_transfer(self, number)
 
     def send_dtmf(self, digits: str) -> None:
-        self.hooks.on_send_dtmf(self, digits)
+        """In-band tones through the call's own playout, like speech.
+
+        Twilio cannot inject DTMF into a live `<Connect><Stream>` by REST (the
+        update tears the stream down), and in-band works on any leg. Bad digits
+        are logged and dropped: they come from a model, not from the caller.
+        """
+        try:
+            audio = tones_ulaw(digits)
+        except ValueError as exc:
+            log.warning("bad DTMF digits", extra={"call_sid": self.call_sid, "error": str(exc)})
+            return
+        media = self.media
+        if media is None:
+            return
+        item = f"dtmf-{media.playout.sent_frames}"
+        media.agent_audio(item, audio)
+        media.agent_done(item)
 
     def brain_failed(self, error: str) -> None:
         """Degrade, never go silent: swap in the keyless brain, once."""
@@ -287,7 +309,7 @@ class Call(BrainOutput):
         log.warning("brain failed, switching to keyless brain",
                     extra={"call_sid": self.call_sid, "error": error})
         if self.media is not None:  # cut the failed brain's audio while it is still ours
-            self.media.interrupt()  # type: ignore[union-attr]
+            self.media.interrupt()
         old = self.brain
         self.brain = self.hooks.fallback_brain(self)
         self.spawn(old.close(), "brain-close")
@@ -308,7 +330,7 @@ class Call(BrainOutput):
         self._turn_end_at = 0.0
         self.latency.of(self.brain.kind).brain.add(max(0.0, at - turn_end))
         media = self.media
-        if media is not None and media.playout.queued_ms == 0:  # type: ignore[attr-defined]
+        if media is not None and media.playout.queued_ms == 0:
             self._turn_started_at = turn_end
             self._first_audio_at = at
             self._frame_due = True

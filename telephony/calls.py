@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from agents.brain import Brain, CallContext, Role
@@ -20,10 +21,14 @@ BrainFactory = Callable[[CallContext], Brain]
 
 
 class CallObserver:
-    """What the composition root wants to hear about calls (store, sessions).
+    """How calls tell the world outside telephony what happened, and what they need.
 
-    The defaults do nothing; every method but `before_greeting` must return at
-    once (queue the I/O). Exceptions are logged and never reach the call.
+    The one way out of a call: the composition root hands its observers (the
+    store, the carrier's REST actions) to `CallManager` at construction, so
+    telephony never imports the store or ops, and nothing is patched onto the
+    manager afterwards. The defaults do nothing; every method but
+    `before_greeting` must return at once (queue the I/O). Exceptions are
+    logged and never reach the call.
     """
 
     async def before_greeting(self, call: Call) -> None:
@@ -34,16 +39,22 @@ class CallObserver:
     def transcript(self, call: Call, role: Role, text: str) -> None: ...
     def caller_named(self, call: Call, name: str) -> None: ...
 
+    def transfer(self, call: Call, number: str) -> bool:
+        """Hand the caller to a human at `number`; True when this observer took it on."""
+        return False
+
 
 class CallManager:
     """Creates calls, attaches them to the media engine, remembers how they went.
 
-    Transcripts, transfers and DTMF go to callables handed down by the
-    composition root, so telephony never imports the store or ops.
+    `observers` hear every call's events in order; `recording_dir` is read per
+    call (None: recording is off), so a reloaded config applies to new calls.
     """
 
     def __init__(self, engine: Any, brain_factory: BrainFactory,
-                 fallback_factory: BrainFactory, max_calls: int) -> None:
+                 fallback_factory: BrainFactory, max_calls: int, *,
+                 observers: Sequence[CallObserver] = (),
+                 recording_dir: Callable[[], str | None] = lambda: None) -> None:
         self.engine = engine
         self.brain_factory = brain_factory
         self.fallback_factory = fallback_factory
@@ -54,11 +65,8 @@ class CallManager:
         self.rejected = 0
         self._durations: deque[float] = deque(maxlen=1000)
         self.end_reasons: dict[str, int] = {}
-        self.observer = CallObserver()
-        self.transfer_handler: Callable[[Call, str], None] | None = None
-        self.dtmf_handler: Callable[[Call, str], None] | None = None
-        # Directory for call recordings, or None when recording is off (read per call).
-        self.recording_dir: Callable[[], str | None] = lambda: None
+        self.observers = tuple(observers)
+        self.recording_dir = recording_dir
         self.recording: set[Call] = set()
 
     @property
@@ -117,14 +125,21 @@ class CallManager:
     # -- CallHooks ----------------------------------------------------------------
 
     def _notify(self, what: str, call: Call, *args: object) -> None:
-        try:
-            getattr(self.observer, what)(call, *args)
-        except Exception:
-            log.exception("call observer failed", extra={"call_sid": call.call_sid,
-                                                         "hook": what})
+        for observer in self.observers:
+            try:
+                getattr(observer, what)(call, *args)
+            except Exception:
+                log.exception("call observer failed", extra={"call_sid": call.call_sid,
+                                                             "hook": what})
 
     async def before_greeting(self, call: Call) -> None:
-        await self.observer.before_greeting(call)
+        """All observers at once: the call's greeting budget bounds them together."""
+        results = await asyncio.gather(*(o.before_greeting(call) for o in self.observers),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("call observer failed before the greeting",
+                            extra={"call_sid": call.call_sid, "error": repr(result)})
 
     def on_transcript(self, call: Call, role: Role, text: str) -> None:
         self._notify("transcript", call, role, text)
@@ -133,18 +148,15 @@ class CallManager:
         self._notify("caller_named", call, name)
 
     def on_transfer(self, call: Call, number: str) -> None:
-        if self.transfer_handler is None:
-            log.warning("transfer requested but no Twilio REST credentials configured",
-                        extra={"call_sid": call.call_sid})
-            return
-        self.transfer_handler(call, number)
-
-    def on_send_dtmf(self, call: Call, digits: str) -> None:
-        if self.dtmf_handler is None:
-            log.warning("send_dtmf requested but not available",
-                        extra={"call_sid": call.call_sid})
-            return
-        self.dtmf_handler(call, digits)
+        for observer in self.observers:
+            try:
+                if observer.transfer(call, number):
+                    return
+            except Exception:
+                log.exception("call transfer failed", extra={"call_sid": call.call_sid})
+                return
+        log.warning("transfer requested but nothing here can carry it out",
+                    extra={"call_sid": call.call_sid})
 
     def fallback_brain(self, call: Call) -> Brain:
         return self.fallback_factory(call.context)
