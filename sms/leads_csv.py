@@ -18,8 +18,9 @@ What the reader decides, and why:
   nothing has been imported yet: a mis-encoded file would otherwise store garbled names
   for every row before the bad byte. Pass one also finds the last row of every phone, so
   a phone that appears twice becomes ONE lead — the later row wins whole, the earlier
-  is dropped with a warning naming both rows — without holding rows in memory (only
-  the phones seen).
+  is dropped with a warning naming both rows — without holding rows in memory: only
+  the phones seen, as integers, and 8 bytes per row (its phone, so pass two does not
+  normalise it again).
 - Headers are matched through the alias table in sms/csv_headers.toml; unknown columns
   become attributes under their original header. A file that starts with our export
   columns (`EXPORT_COLUMNS`) is read by that exact layout instead, so an attribute
@@ -41,6 +42,7 @@ import io
 import itertools
 import re
 import tomllib
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -428,18 +430,25 @@ def read_leads(
     start = fp.tell()
     check = _Records(fp, _pass_progress(on_progress, 1))
     checker = _RowBuilder(check.layout, source=source, default_region=default_region)
-    last_row: dict[str, int] = {}
+    # E.164 digits as integers (a "+" and up to 15 digits, never a leading 0): the last
+    # row of each phone, and each row's phone for pass two — normalising a number is
+    # the costliest step of a row, so it is done once. 0: pass two works it out again
+    # (no usable phone, or a fallback column whose warning must be written).
+    last_row: dict[int, int] = {}
+    known = array("q")
     for row, record in check:
-        phone = checker.phone_of(record)
-        if phone is not None:
-            last_row[phone] = row
+        phone, clean = checker.phone_of(record)
+        code = int(phone[1:]) if phone is not None else 0
+        known.append(code if clean else 0)
+        if code:
+            last_row[code] = row
     fp.seek(start)
     records = _Records(fp, _pass_progress(on_progress, 2))
     builder = _RowBuilder(records.layout, source=source, default_region=default_region)
     for row, record in records:
-        result = builder.build(row, record)
+        result = builder.build(row, record, known[row - 1] if row <= len(known) else 0)
         if result.lead is not None:
-            winner = last_row.get(result.lead.phone, row)
+            winner = last_row.get(int(result.lead.phone[1:]), row)
             if winner != row:
                 warning = RowIssue(row, "phone", f"same phone {result.lead.phone} as row"
                                    f" {winner}; the later row {winner} is imported instead")
@@ -476,15 +485,19 @@ class _RowBuilder:
                                 f" {MAX_FIELD_CHARS} characters ({len(cell)}); row skipped")
         return None
 
-    def phone_of(self, record: list[str]) -> str | None:
-        """The phone `build` would import this record under (None: it would skip it);
+    def phone_of(self, record: list[str]) -> tuple[str | None, bool]:
+        """The phone `build` would import this record under (None: it would skip it), and
+        whether it is the first non-empty phone cell (no fallback warning to write);
         cheap enough for the checking pass."""
         cells = self._cells(record)
         if self._too_long(0, cells) is not None:
-            return None
-        return self._phone(0, cells, set(), [])[0]
+            return None, False
+        warnings: list[RowIssue] = []
+        return self._phone(0, cells, set(), warnings)[0], not warnings
 
-    def build(self, row: int, record: list[str]) -> RowResult:
+    def build(self, row: int, record: list[str], known: int = 0) -> RowResult:
+        """`known`: the row's phone as E.164 digits, already normalised by the checking
+        pass from its first non-empty phone cell (0: not known)."""
         warnings: list[RowIssue] = []
         cells = self._cells(record)
         if extra := sum(1 for c in record[self.width :] if c.strip()):
@@ -494,7 +507,7 @@ class _RowBuilder:
             return RowResult(row, None, tuple(warnings), (too_long,))
         used: set[int] = set(self.layout.ignored)
 
-        phone, error = self._phone(row, cells, used, warnings)
+        phone, error = self._phone(row, cells, used, warnings, known)
         if phone is None:
             assert error is not None
             return RowResult(row, None, tuple(warnings), (error,))
@@ -550,12 +563,16 @@ class _RowBuilder:
         return None
 
     def _phone(
-        self, row: int, cells: list[str], used: set[int], warnings: list[RowIssue]
+        self, row: int, cells: list[str], used: set[int], warnings: list[RowIssue],
+        known: int = 0,
     ) -> tuple[str | None, RowIssue | None]:
         """The first valid phone of the phone columns (a file may have Phone and Mobile:
         an empty or bad first one falls back to the next); else the skip error, with
         normalize_phone's reason."""
         columns = self.layout.fields["phone"]
+        if known:
+            used.add(next(i for i in columns if cells[i]))
+            return f"+{known}", None
         first_error: str | None = None
         for i in columns:
             if not cells[i]:

@@ -438,3 +438,19 @@ _CSVISH = st.lists(st.sampled_from(
 def test_random_csvish_text_only_raises_lead_file_error(text: str) -> None:
     _survives(text.encode("utf-8"))
     _survives(("Phone,First Name,Email\n" + text).encode("utf-8"))
+
+
+def test_each_phone_is_normalised_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checking pass hands its phones to the second pass (the costliest step)."""
+    import sms.leads_csv as module
+
+    calls: list[str] = []
+
+    def counting(raw: str, region: str = "US") -> str:
+        calls.append(raw)
+        return normalize_phone(raw, region)
+
+    monkeypatch.setattr(module, "normalize_phone", counting)
+    body = "".join(f"(415) 555-{2000 + i}\n" for i in range(50))
+    assert len(leads("Phone\n" + body + "garbage\n")) == 50
+    assert len(calls) == 50 + 2  # the bad row is tried in both passes (for its reason)
