@@ -87,12 +87,21 @@ class Dialect:
         return None if value is None else self.dt(value)
 
     def any_of(self, param: int, sql_type: str) -> str:
-        """`= ANY($n::type[])` on PostgreSQL; on SQLite the list travels as one JSON array
-        (`list_param`) and is unpacked by json_each. One parameter either way, so a batch
-        lookup is one statement however many keys it has."""
+        """Membership in a list parameter: an array unnested on PostgreSQL; on SQLite the
+        list travels as one JSON array (`list_param`) unpacked by json_each. One parameter
+        either way, so a batch lookup is one statement however many keys it has."""
         if self.name == "postgres":
-            return f"= ANY(${param}::{sql_type}[])"
+            # Not `= ANY(...)`: right after a bulk load the planner's statistics lag and
+            # it seq-scans for ANY, while a semi-join on unnest keeps the index probe.
+            return f"IN (SELECT unnest(${param}::{sql_type}[]))"
         return f"IN (SELECT value FROM json_each(${param}))"
+
+    def json_merge(self, stored: str, incoming: str) -> str:
+        """Top-level merge of two JSON objects, incoming keys winning (jsonb `||`; SQLite's
+        json_patch, RFC 7396, is the same for objects without null values)."""
+        if self.name == "postgres":
+            return f"{stored} || {incoming}"
+        return f"json_patch({stored}, {incoming})"
 
     def list_param(self, values: Sequence[Any]) -> Any:
         return list(values) if self.name == "postgres" else _json_list(values)

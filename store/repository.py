@@ -9,8 +9,9 @@ every method on both backends, so "written once" also means "behaves alike".
 
 Transactions are short and never wait on anything but the database: no
 provider call happens inside one (the outbox exists for that). Read-modify-write
-steps (status merges, lead imports) lock their rows with the dialect's
-`for_update` on PostgreSQL; SQLite's single writer already serialises them.
+steps (status merges) lock their rows with the dialect's `for_update` on
+PostgreSQL; SQLite's single writer already serialises them. Lead imports lock
+nothing: their merge is repeated in SQL at write time (see `_lead_batch_tail`).
 """
 
 from __future__ import annotations
@@ -104,12 +105,25 @@ _LEAD_BATCH_COLUMNS = (
     ("state", "text"), ("source", "text"), ("attributes", "jsonb"), ("caller_id", "bigint"),
     ("status", "text"), ("created_at", "timestamptz"), ("updated_at", "timestamptz"),
 )
-_LEAD_BATCH_TAIL = (
-    "ON CONFLICT (phone) DO UPDATE SET first_name = excluded.first_name,"
-    " last_name = excluded.last_name, email = excluded.email, state = excluded.state,"
-    " source = excluded.source, attributes = excluded.attributes,"
-    " caller_id = excluded.caller_id, updated_at = excluded.updated_at"
-)
+
+
+def _lead_batch_tail(d: Dialect) -> str:
+    """The merge is in SQL as well as in Python: Python decides what changed (the counts)
+    and what to send; SQL applies it to the row as it is at write time, so a concurrent
+    import of the same phone is merged rather than overwritten, without locking rows."""
+    return (
+        "ON CONFLICT (phone) DO UPDATE SET"
+        " first_name = coalesce(excluded.first_name, leads.first_name),"
+        " last_name = coalesce(excluded.last_name, leads.last_name),"
+        " email = coalesce(excluded.email, leads.email),"
+        " state = coalesce(excluded.state, leads.state),"
+        " source = coalesce(excluded.source, leads.source),"
+        f" attributes = {d.json_merge('leads.attributes', 'excluded.attributes')},"
+        " caller_id = coalesce(leads.caller_id, excluded.caller_id),"
+        " updated_at = excluded.updated_at"
+    )
+
+
 _TURN_COLUMNS = (
     ("call_sid", "text"), ("seq", "int"), ("role", "text"), ("text", "text"),
     ("started_at", "timestamptz"), ("ended_at", "timestamptz"),
@@ -523,8 +537,7 @@ class SqlRepository(Database):
                 }
                 for r in await tx.fetch(
                     "SELECT phone, first_name, last_name, email, state, source, attributes,"
-                    f" caller_id FROM leads WHERE phone {d.any_of(1, 'text')}"
-                    f" ORDER BY phone{d.for_update}",
+                    f" caller_id FROM leads WHERE phone {d.any_of(1, 'text')}",
                     d.list_param(phones),
                 )
             }
@@ -536,42 +549,34 @@ class SqlRepository(Database):
                 )
             }
             # Applied one by one in memory, so a phone twice in a batch behaves as two calls.
+            # `state` is the lead as it will be (for the counts); `sent` is only what this
+            # batch brings, which the SQL merge applies over the row as it is then.
             state: dict[str, dict[str, Any]] = {}
-            fresh: set[str] = set()
+            sent: dict[str, dict[str, Any]] = {}
             for lead in cleaned:
                 current = state.get(lead.phone) or stored.get(lead.phone)
+                sent[lead.phone] = _merge_lead(sent.get(lead.phone) or _NO_FIELDS, lead)
                 if current is None:
-                    fresh.add(lead.phone)
-                    state[lead.phone] = {
-                        **{f: getattr(lead, f) for f in _LEAD_FIELDS},
-                        "attributes": dict(lead.attributes),
-                        "caller_id": callers.get(lead.phone),
-                    }
                     created += 1
+                    state[lead.phone] = _merge_lead(_NO_FIELDS, lead)
                     continue
-                merged = dict(current)
-                for field in _LEAD_FIELDS:
-                    value = getattr(lead, field)
-                    if value is not None:
-                        merged[field] = value
-                merged["attributes"] = {**current["attributes"], **lead.attributes}
+                merged = _merge_lead(current, lead)
                 if merged == current:
                     unchanged += 1
                 else:
                     updated += 1
-                if merged["caller_id"] is None:
-                    merged["caller_id"] = callers.get(lead.phone)
                 state[lead.phone] = merged
             batch = [
                 (
                     phone, s["first_name"], s["last_name"], s["email"], s["state"],
-                    s["source"], d.json_encode(s["attributes"]), s["caller_id"], "new",
+                    s["source"], d.json_encode(s["attributes"]), callers.get(phone), "new",
                     now, now,
                 )
-                for phone, s in sorted(state.items())
-                if phone in fresh or s != stored.get(phone)
+                for phone, s in sorted(sent.items())
+                if state[phone] != stored.get(phone)
+                or (stored[phone]["caller_id"] is None and phone in callers)
             ]
-            await tx.insert_many("leads", _LEAD_BATCH_COLUMNS, batch, _LEAD_BATCH_TAIL)
+            await tx.insert_many("leads", _LEAD_BATCH_COLUMNS, batch, _lead_batch_tail(d))
         return LeadUpsertResult(created, updated, unchanged)
 
     async def get_lead(self, phone: str) -> Lead | None:
@@ -1025,6 +1030,21 @@ class SqlRepository(Database):
             "SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')"
         )
         return int(row[0]) if row else 0
+
+
+_NO_FIELDS: dict[str, Any] = {**dict.fromkeys(_LEAD_FIELDS), "attributes": {}}
+
+
+def _merge_lead(fields: dict[str, Any], lead: LeadInput) -> dict[str, Any]:
+    """`fields` with the lead's given values over them (None never erases; attributes
+    merge key by key). The caller link is not an imported field: it is kept as is."""
+    merged = dict(fields)
+    for field in _LEAD_FIELDS:
+        value = getattr(lead, field)
+        if value is not None:
+            merged[field] = value
+    merged["attributes"] = {**fields["attributes"], **lead.attributes}
+    return merged
 
 
 def _filters(*pairs: tuple[str, Any]) -> tuple[str, list[Any]]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store.database import Database, clean_lead_input
+from store.database import Database, clean_lead_input, open_database
 from store.models import LEAD_STATUSES, LeadInput, LeadUpsertResult
 from store.phones import InvalidPhoneNumber
+from tests.store.conftest import BACKENDS, backend_url
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 MARIA = "+14155552671"
@@ -334,3 +337,30 @@ async def test_dnc_add_counts_new_entries_only(db: Database) -> None:
         await db.dnc_add(["nope"])
     with pytest.raises(TypeError):
         await db.dnc_add(MARIA)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_concurrent_imports_of_one_lead_merge(backend: str, tmp_path: Path) -> None:
+    """Two processes import different columns of the same leads at once: nothing is lost."""
+    async with backend_url(backend, tmp_path) as url:
+        one, two = await open_database(url), await open_database(url)
+        try:
+            phones = [f"+1415555{n:04d}" for n in range(100, 140)]
+            await one.upsert_leads([LeadInput(p) for p in phones])
+            for round_no in range(5):
+                await asyncio.gather(
+                    one.upsert_leads([LeadInput(p, first_name=f"F{round_no}",
+                                                attributes={f"a{round_no}": "1"})
+                                      for p in phones]),
+                    two.upsert_leads([LeadInput(p, last_name=f"L{round_no}",
+                                                attributes={f"b{round_no}": "2"})
+                                      for p in reversed(phones)]),
+                )
+            for phone in phones:
+                lead = await two.get_lead(phone)
+                assert lead is not None
+                assert (lead.first_name, lead.last_name) == ("F4", "L4")
+                assert set(lead.attributes) == {f"{k}{i}" for k in "ab" for i in range(5)}
+        finally:
+            await one.close()
+            await two.close()
