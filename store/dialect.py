@@ -74,6 +74,12 @@ class Dialect:
     false: str
     # DDL: the column types the dialect-neutral migrations name as ${...}.
     ddl_types: dict[str, str]
+    # The bookkeeping table, and a query counting tables named $1 (is it there yet?).
+    migrations_table: str
+    table_probe: str
+    # PostgreSQL runs a whole migration script in one call; SQLite statement by statement
+    # (its executescript would commit our transaction first).
+    whole_scripts: bool
     # Turns a repository statement ($n parameters) into this driver's text.
     sql: Callable[[str], str]
     # Value encoders/decoders at the driver boundary.
@@ -135,6 +141,12 @@ SQLITE = Dialect(
         "false": "0",
         "real": "REAL",
     },
+    migrations_table=(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+        " name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    ),
+    table_probe="SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+    whole_scripts=False,
     sql=_numbered_qmarks,
     ts=_sqlite_ts,
     dt=_sqlite_dt,
@@ -160,6 +172,12 @@ POSTGRES = Dialect(
         "false": "FALSE",
         "real": "DOUBLE PRECISION",
     },
+    migrations_table=(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+        " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    ),
+    table_probe="SELECT count(*) FROM pg_class WHERE oid = to_regclass($1)",
+    whole_scripts=True,
     sql=_same_sql,
     ts=utc,
     dt=_identity,

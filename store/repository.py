@@ -179,6 +179,8 @@ class SqlRepository(Database):
     """All of `Database` in SQL. Subclasses give the driver; see the module docstring."""
 
     dialect: ClassVar[Dialect]
+    # Errors of the driver that a failed migration is reported as (a StoreError).
+    driver_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()
@@ -266,11 +268,7 @@ class SqlRepository(Database):
         try:
             async with self.transaction("migration") as tx:
                 await self.lock_migrations(tx)
-                await tx.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                    f" name TEXT NOT NULL, applied_at {d.ddl_types['ts']} NOT NULL"
-                    f"{' DEFAULT now()' if d.name == 'postgres' else ''})"
-                )
+                await tx.execute(d.migrations_table)
                 applied = {r[0] for r in await tx.fetch("SELECT version FROM schema_migrations")}
                 if applied and max(applied) > len(known):
                     raise SchemaTooNew(
@@ -281,7 +279,7 @@ class SqlRepository(Database):
                     if mig.version in applied:
                         continue
                     statements = (
-                        migrations.split_sqlite(mig.sql) if d.name == "sqlite" else [mig.sql]
+                        [mig.sql] if d.whole_scripts else migrations.split_sqlite(mig.sql)
                     )
                     for statement in statements:
                         await tx.execute(statement)
@@ -297,15 +295,8 @@ class SqlRepository(Database):
             raise StoreError(f"migrating {self.describe()} failed: {exc}") from exc
         return done
 
-    # Errors of the driver that a failed migration should be reported as (a StoreError).
-    driver_errors: ClassVar[tuple[type[Exception], ...]] = ()
-
     async def schema_version(self) -> int:
-        if self.dialect.name == "sqlite":
-            probe = "SELECT count(*) FROM sqlite_master WHERE name = 'schema_migrations'"
-        else:
-            probe = "SELECT count(*) FROM pg_class WHERE oid = to_regclass('schema_migrations')"
-        row = await self.fetchrow(probe)
+        row = await self.fetchrow(self.dialect.table_probe, "schema_migrations")
         if row is None or not row[0]:
             return 0
         row = await self.fetchrow("SELECT coalesce(max(version), 0) FROM schema_migrations")
@@ -604,7 +595,7 @@ class SqlRepository(Database):
         )
         return [self._lead(r) for r in rows]
 
-    async def iter_leads(self, batch: int = 1000) -> AsyncIterator[Lead]:  # type: ignore[override]
+    async def iter_leads(self, batch: int = 1000) -> AsyncIterator[Lead]:
         check_limit(batch)
         after = 0
         while True:

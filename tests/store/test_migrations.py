@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import string
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from store import migrations
+from store.dialect import DIALECTS, POSTGRES, SQLITE
 
 
 def test_both_dialects_have_the_same_versions() -> None:
@@ -69,3 +72,34 @@ def test_every_shipped_sqlite_migration_splits_into_runnable_statements() -> Non
             conn.execute(statement)
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"callers", "calls", "turns", "audit_events"} <= names
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_dialect_neutral_migrations_render_every_placeholder(dialect: str) -> None:
+    for migration in migrations.load(dialect)[1:]:
+        code = "\n".join(line.split("--", 1)[0] for line in migration.sql.splitlines())
+        assert "$" not in code
+        assert ("TIMESTAMPTZ" in migration.sql) == (dialect == "postgres")
+
+
+def test_an_unknown_type_placeholder_is_a_packaging_error() -> None:
+    with pytest.raises(KeyError):
+        string.Template("CREATE TABLE a (x ${uuid})").substitute(DIALECTS["sqlite"].ddl_types)
+
+
+def test_sqlite_parameters_keep_their_numbers() -> None:
+    assert SQLITE.sql("SELECT $2, $1, $2, $10") == "SELECT ?2, ?1, ?2, ?10"
+    assert POSTGRES.sql("SELECT $1") == "SELECT $1"
+    conn = sqlite3.connect(":memory:")
+    assert conn.execute(SQLITE.sql("SELECT $2 || $1 || $2"), ("a", "b")).fetchone() == ("bab",)
+
+
+def test_sqlite_times_are_fixed_width_so_text_order_is_time_order() -> None:
+    early = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    late = early + timedelta(microseconds=1)
+    encoded = [SQLITE.ts(early), SQLITE.ts(late), SQLITE.ts(late.astimezone(timezone(
+        timedelta(hours=-5))))]
+    assert encoded[0] < encoded[1] == encoded[2] and len(set(map(len, encoded))) == 1
+    assert SQLITE.dt(encoded[1]) == late
+    with pytest.raises(ValueError, match="naive"):
+        SQLITE.ts(datetime(2025, 1, 1))
