@@ -246,6 +246,9 @@ class OutboxSender:
 
     async def run(self) -> None:
         while not self._stopping:
+            # Cleared before the claim, not after: a wake() while a round is running must
+            # not be lost, or a fresh reply would wait a whole poll interval.
+            self._wake.clear()
             try:
                 claimed = await self.drain_once()
             except StoreError as exc:
@@ -258,7 +261,6 @@ class OutboxSender:
                 continue
             if claimed:
                 continue  # there may be more due rows
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._settings().poll_s):
                     await self._wake.wait()
