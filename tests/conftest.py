@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.realtime.breaker import default_breaker
+from tests.fakes.clock import virtual_time  # noqa: F401  (the suite-wide fixture)
 
 REDIS_URL = os.environ.get("LEADLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

@@ -31,16 +31,9 @@ from agents.settings import ScriptedSettings
 from agents.tts import TtsError, synthesize_ulaw
 from media.codecs import ulaw
 from tests.audio import frames, speech_ulaw
+from tests.fakes.clock import ManualClock
 
 SPEECH = "I am calling about the roof repair quote, please call me back tomorrow."
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class FakeCall:
@@ -98,9 +91,9 @@ def make_settings(tmp_path: Path, **overrides) -> ScriptedSettings:
 
 async def started(
     tmp_path: Path, *, name: str | None = None, fallback: bool = False, **overrides
-) -> tuple[ScriptedBrain, FakeCall, Clock, ScriptedSettings]:
+) -> tuple[ScriptedBrain, FakeCall, ManualClock, ScriptedSettings]:
     s = make_settings(tmp_path, **overrides)
-    clock = Clock()
+    clock = ManualClock(1000.0)
     brain = ScriptedBrain(s, fallback=fallback, now=clock)
     call = FakeCall()
     await brain.start(CallContext(call_sid="CA123", caller_name=name), call)
@@ -215,7 +208,7 @@ async def test_message_is_recorded_saved_and_the_call_ends(tmp_path: Path) -> No
     # While the prompt is still playing, caller audio is not the message.
     brain.push_audio(speech[:1600])
     assert brain.core.message_bytes == 0
-    clock.t += len(prompt_audio) / 8000
+    clock.now += len(prompt_audio) / 8000
     for frame in frames(speech, 160):
         brain.push_audio(frame)
         brain.commit()  # pauses in the message are not turn ends
@@ -247,7 +240,7 @@ async def test_message_stops_at_max_length(tmp_path: Path) -> None:
     brain, call, clock, _ = await started(tmp_path, max_message_s=1)
     brain.dtmf("1")
     await brain.wait_idle()
-    clock.t += 60
+    clock.now += 60
     speech = speech_ulaw(SPEECH)
     assert len(speech) > 8000
     for frame in frames(speech, 160):
@@ -276,7 +269,7 @@ async def test_close_while_recording_saves_what_was_said(tmp_path: Path) -> None
     brain, call, clock, _ = await started(tmp_path)
     brain.dtmf("1")
     await brain.wait_idle()
-    clock.t += 60
+    clock.now += 60
     speech = speech_ulaw("My number is five five five, one two three four.")
     brain.push_audio(speech)
     await brain.close()  # caller hung up mid-message
@@ -306,7 +299,7 @@ async def test_a_message_never_overwrites_another(tmp_path: Path) -> None:
     write(earlier, b"earlier")
     brain.dtmf("1")
     await brain.wait_idle()
-    clock.t += 60
+    clock.now += 60
     brain.push_audio(speech_ulaw("Hello."))
     brain.dtmf("#")
     await brain.wait_idle()
@@ -324,13 +317,13 @@ async def test_unwritable_messages_directory_is_told_not_raised(tmp_path: Path) 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     s = msgspec.structs.replace(ScriptedSettings(), messages_directory=str(blocker / "m"))
-    clock = Clock()
+    clock = ManualClock(1000.0)
     brain = ScriptedBrain(s, now=clock)
     call = FakeCall()
     await brain.start(CallContext(call_sid="CA9"), call)
     brain.dtmf("1")
     await brain.wait_idle()
-    clock.t += 60
+    clock.now += 60
     brain.push_audio(speech_ulaw("Hello."))
     brain.dtmf("#")
     await brain.wait_idle()
@@ -441,7 +434,7 @@ _events = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(events=_events, fallback=st.booleans())
 def test_core_never_breaks_its_promises(events, fallback) -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     s = msgspec.structs.replace(ScriptedSettings(), max_message_s=1)
     core = ScriptedCore(s, fallback=fallback, now=clock)
     actions = list(core.begin("Ana"))
@@ -463,7 +456,7 @@ def test_core_never_breaks_its_promises(events, fallback) -> None:
         elif kind == "saved":
             out = core.saved(arg)
         else:
-            clock.t += arg
+            clock.now += arg
             out = ()
         assert core.message_bytes <= 8000
         for action in out:

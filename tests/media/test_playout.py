@@ -10,6 +10,7 @@ from media.codecs.ulaw import FRAME_BYTES, SILENT_FRAME
 from media.playout import Frame, Playout, Truncation
 from media.settings import MediaSettings
 from tests.audio import speech_ulaw
+from tests.fakes.clock import ManualClock
 
 SETTINGS = MediaSettings(mark_interval_ms=100, lead_frames=2, max_playout_ms=60_000)
 
@@ -19,14 +20,6 @@ def speech() -> bytes:
     audio = speech_ulaw("Thanks for calling, how can I help you today?")
     assert len(audio) > 8000 and len(audio) % FRAME_BYTES  # > 1 s, ends in a partial frame
     return audio
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def drain(p: Playout, ticks: int = 10_000) -> list[Frame]:
@@ -123,7 +116,7 @@ def test_final_checkpoint_alone_when_finish_comes_after_the_last_frame(speech: b
 
 
 def test_heard_ms_follows_played_reports_and_rejects_bad_ones(speech: bytes) -> None:
-    clock = FakeClock()
+    clock = ManualClock(0.0)
     p = Playout(SETTINGS, clock=clock)
     p.push("a", speech[:4000])
     p.finish("a")
@@ -142,7 +135,7 @@ def test_heard_ms_follows_played_reports_and_rejects_bad_ones(speech: bytes) -> 
 
 
 def test_clear_reports_what_was_heard_and_ignores_flushed_checkpoints(speech: bytes) -> None:
-    clock = FakeClock()
+    clock = ManualClock(0.0)
     p = Playout(SETTINGS, clock=clock)
     p.push("a", speech)
     sent = drain(p, ticks=15)  # 17 frames handed out

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from ops.dev.sim import SimOptions, sim_call
 from ops.dev.twilio_side import TwilioSide
 from telephony.twilio.signature import SignatureChecker
 from tests.audio import speech_ulaw
 from tests.ops.conftest import AUTH_TOKEN
+
+# Real server, real sockets, real-time audio: the slow lane (`pytest -m "not e2e"` skips it).
+pytestmark = pytest.mark.e2e
 
 
 async def _connect(http: aiohttp.ClientSession, server) -> aiohttp.ClientWebSocketResponse:

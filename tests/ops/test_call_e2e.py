@@ -10,18 +10,14 @@ import pytest
 
 from ops.dev.sim import SimError, SimOptions, sim_call
 from tests.audio import speech_ulaw
-from tests.ops.conftest import AUTH_TOKEN, start_server
+from tests.helpers import AUTH_TOKEN, calls_closed, start_server
+
+# Real server, real sockets, real-time audio: the slow lane (`pytest -m "not e2e"` skips it).
+pytestmark = pytest.mark.e2e
 
 
 def _events(result, name):
     return [e for e in result.timeline if e["event"] == name]
-
-
-async def _wait_closed(server, limit_s=5.0):
-    for _ in range(int(limit_s / 0.05)):
-        if not server.runtime.calls.active:
-            return
-        await asyncio.sleep(0.05)
 
 
 async def test_call_greets_answers_turn_and_records(server, tmp_path):
@@ -45,7 +41,7 @@ async def test_call_greets_answers_turn_and_records(server, tmp_path):
     with wave.open(str(out)) as w:
         assert w.getnframes() / w.getframerate() > 3.0
 
-    await _wait_closed(server)
+    await calls_closed(server)
     engine = server.runtime.engine
     assert engine.end_of_turns >= 1
     assert engine.frames_out > 150

@@ -12,6 +12,11 @@ import urllib.request
 import wave
 from pathlib import Path
 
+import pytest
+
+# Real server, real sockets, real-time audio: the slow lane (`pytest -m "not e2e"` skips it).
+pytestmark = pytest.mark.e2e
+
 BIN = Path(sys.executable).parent / "leadline"
 
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -42,8 +42,12 @@ from store.errors import StoreUnavailable, StoreWriteError
 from store.models import CallDetail, Turn, utcnow
 from store.sqlite import SqliteDatabase
 from tests.audio import speech_ulaw
+from tests.helpers import eventually as until
 from tests.ops.conftest import AUTH_TOKEN, Server, start_server
 from tests.store.conftest import REDIS_URL, TcpLink, backend_url
+
+# Real server, real sockets, real-time audio: the slow lane (`pytest -m "not e2e"` skips it).
+pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent / "leadline"
 MARIA = "+14155552671"
@@ -100,16 +104,6 @@ async def call(server: Server, text: str, *, from_number: str = MARIA, **options
     ))
     assert result.responses >= 2, "the call did not get a greeting and a reply"
     return result
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str, limit_s: float = 10.0) -> Any:
-    """Poll `check` until it returns something truthy (write-behind lands soon, not now)."""
-    for _ in range(int(limit_s / 0.05)):
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def stored_call(server: Server, call_sid: str, turns: int) -> CallDetail:

@@ -30,12 +30,8 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.brain import Brain, BrainOutput, CallContext
 from agents.realtime.breaker import default_breaker
 from media.codecs import ulaw
-from media.engine import MediaEngine
-from media.settings import MediaSettings, VadSettings
-from media.vad import make_engine
 from ops.dev.fake_realtime import (
     FakeRealtime,
     FakeRealtimeRunner,
@@ -46,10 +42,13 @@ from ops.dev.fake_realtime import (
     serve_fake_realtime,
 )
 from ops.dev.sim import SimOptions, SimResult, sim_call
-from telephony.call import Call, CallLatency
+from telephony.call import Call
 from tests.audio import speech_ulaw
 from tests.fakes.twilio_rest import FakeTwilioRest
-from tests.ops.conftest import AUTH_TOKEN, Server, start_server
+from tests.helpers import AUTH_TOKEN, Server, calls_closed, start_server
+
+# Real server, real sockets, real-time audio: the slow lane (`pytest -m "not e2e"` skips it).
+pytestmark = pytest.mark.e2e
 
 ACCOUNT_SID = "AC" + "5a" * 16
 HUMAN = "+15005550199"
@@ -108,14 +107,6 @@ def events(result: SimResult, name: str) -> list[dict[str, Any]]:
     return [e for e in result.timeline if e["event"] == name]
 
 
-async def calls_closed(server: Server) -> None:
-    for _ in range(100):
-        if not server.runtime.calls.active:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("calls still open")
-
-
 async def scrape(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """/metrics as {(sample name, sorted labels): value}."""
     async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as resp:
@@ -149,157 +140,6 @@ def said(fake: FakeRealtime) -> list[str]:
 def heard(path: Path) -> bytes:
     with wave.open(str(path)) as w:
         return w.readframes(w.getnframes())
-
-
-# --- the latency split, deterministically (virtual clock, real engine and playout) -------
-
-
-class _Leg:
-    def __init__(self) -> None:
-        self.frames = 0
-
-    def send_media(self, ulaw_frame: bytes) -> bool:
-        self.frames += 1
-        return True
-
-    def send_checkpoint(self, item_id: str, ms: int) -> bool:
-        return True
-
-    def flush(self) -> None:
-        pass
-
-    def send_clear(self) -> bool:
-        return True
-
-    def hang_up(self, reason: str) -> None:
-        pass
-
-
-class _Brain(Brain):
-    """Stands in for RealtimeBrain: it has the first-audio hook the call attaches."""
-
-    kind = "openai"
-
-    def __init__(self, hooked: bool = True) -> None:
-        if hooked:
-            self.on_first_audio: Any = None
-        self.commits = 0
-
-    async def start(self, context: CallContext, output: BrainOutput) -> None:
-        pass
-
-    def push_audio(self, ulaw: bytes) -> None:
-        pass
-
-    def commit(self) -> None:
-        self.commits += 1
-
-    def cancel(self) -> None:
-        pass
-
-    def truncate(self, item_id: str, audio_end_ms: int) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-
-class _Hooks:
-    async def before_greeting(self, call: Call) -> None:
-        pass
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args: None
-
-
-class _Rig:
-    def __init__(self, brain: _Brain) -> None:
-        self.t = 100.0
-        self.latency = CallLatency(window=16)
-        self.engine = MediaEngine(make_engine(VadSettings()), VadSettings(), MediaSettings(),
-                                  clock_now=lambda: self.t * 1000)
-        self.leg = _Leg()
-        self.brain = brain
-        self.call = Call(CallContext("CA" + "0" * 32), self.leg, brain, _Hooks(),
-                         now=lambda: self.t, latency=self.latency)
-        self.call.media = self.engine.add_call(self.call)
-
-    def at(self, t: float) -> _Rig:
-        self.t = t
-        return self
-
-    def tick(self, t: float) -> None:
-        self.t = t
-        self.engine.tick(t * 1000)
-
-    def first_audio(self, t: float, item: str) -> None:
-        """What the Realtime session does on a response's first delta: hook, then audio."""
-        self.t = t
-        hook = getattr(self.call.brain, "on_first_audio", None)
-        if hook is not None:
-            hook(item, t)
-        self.call.agent_audio(item, speech_ulaw("Sure.")[:1600])
-
-    def samples(self, share: str) -> list[float]:
-        rings = self.latency.by_brain.get("openai")
-        return [round(v, 6) for v in getattr(rings, share).values()] if rings else []
-
-
-async def test_turn_latency_split_on_a_virtual_clock() -> None:
-    rig = _Rig(_Brain())
-    await rig.call.start_brain()
-    assert rig.samples("start") == [0.0]
-    # The greeting: stream start (t=100) to its first frame.
-    rig.first_audio(100.4, "greeting")
-    rig.tick(100.41)
-    assert rig.samples("greeting") == [0.41]
-    assert rig.samples("turn") == []  # no caller turn was waiting for it
-    rig.call.agent_audio_done("greeting")
-    for i in range(20):  # every frame of it handed out
-        rig.tick(100.42 + 0.02 * i)
-    # A caller turn: commit at 102.0, first delta at 102.25, first frame at the next tick.
-    rig.at(102.0).call.end_of_turn(None)
-    assert rig.brain.commits == 1
-    rig.first_audio(102.25, "answer")
-    rig.first_audio(102.26, "answer")  # later deltas change nothing
-    frames = rig.leg.frames
-    rig.tick(102.262)
-    assert rig.leg.frames > frames
-    assert rig.samples("brain") == [0.25]
-    assert rig.samples("ours") == [0.012]
-    assert rig.samples("turn") == [0.262]
-
-
-async def test_no_our_share_when_the_answer_is_flushed_or_queued_behind_other_audio() -> None:
-    rig = _Rig(_Brain())
-    await rig.call.start_brain()
-    rig.first_audio(100.1, "greeting")
-    # The caller's turn ends while the greeting is still queued: the answer's first
-    # frame waits behind it, which is not our overhead.
-    rig.at(100.15).call.end_of_turn(None)
-    rig.first_audio(100.2, "answer")
-    rig.tick(100.22)
-    assert rig.samples("brain") == [0.05]
-    assert rig.samples("ours") == [] and rig.samples("turn") == []
-    assert rig.samples("greeting") == [0.22]
-    # Barge-in between the first delta and its first frame: nothing to measure.
-    rig.at(101.0).call.end_of_turn(None)
-    rig.first_audio(101.1, "answer-2")
-    rig.at(101.11).call.barge_in("answer-2", 0)
-    rig.call.agent_audio("answer-3", speech_ulaw("Sure.")[:1600])
-    rig.tick(101.12)
-    assert rig.samples("brain") == [0.05, 0.1]
-    assert rig.samples("ours") == [] and rig.samples("turn") == []
-
-
-async def test_a_brain_without_the_hook_is_measured_at_its_first_audio() -> None:
-    rig = _Rig(_Brain(hooked=False))
-    await rig.call.start_brain()
-    rig.at(100.5).call.end_of_turn(None)
-    rig.first_audio(100.8, "answer")
-    rig.tick(100.81)
-    assert rig.samples("brain") == [0.3]
-    assert rig.samples("ours") == [0.01]
 
 
 # --- a call answered ---------------------------------------------------------------

@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from ops.dev.sim import SimOptions, sim_call
 from tests.audio import speech_ulaw
+
+# Real server, real sockets, real-time audio: the slow lane (`pytest -m "not e2e"` skips it).
+pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent / "leadline"
 GREETING = "Hello."

@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from store.session_memory import MemorySessions
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes.clock import ManualClock
 
 
 def test_oldest_session_is_evicted_beyond_the_bound() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     mem = MemorySessions(max_sessions=3, timeout_s=60, tail_len=5, clock=clock)
     for call in ("a", "b", "c"):
         mem.touch(call)
@@ -28,14 +21,14 @@ def test_oldest_session_is_evicted_beyond_the_bound() -> None:
 
 
 def test_evicting_a_dirty_session_is_counted_as_lost() -> None:
-    mem = MemorySessions(max_sessions=1, timeout_s=60, tail_len=5, clock=Clock())
+    mem = MemorySessions(max_sessions=1, timeout_s=60, tail_len=5, clock=ManualClock(1000.0))
     mem.touch("a").dirty = True
     mem.touch("b")
     assert mem.lost_dirty == 1
 
 
 def test_sessions_expire_after_the_timeout_of_inactivity() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     mem = MemorySessions(max_sessions=10, timeout_s=30, tail_len=5, clock=clock)
     mem.touch("old")
     clock.now += 20
@@ -49,7 +42,7 @@ def test_sessions_expire_after_the_timeout_of_inactivity() -> None:
 
 
 def test_reading_does_not_keep_a_session_alive() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     mem = MemorySessions(max_sessions=10, timeout_s=30, tail_len=5, clock=clock)
     mem.touch("a")
     clock.now += 25
@@ -59,7 +52,7 @@ def test_reading_does_not_keep_a_session_alive() -> None:
 
 
 def test_transcript_tail_is_bounded_and_snapshots_are_copies() -> None:
-    mem = MemorySessions(max_sessions=10, timeout_s=30, tail_len=3, clock=Clock())
+    mem = MemorySessions(max_sessions=10, timeout_s=30, tail_len=3, clock=ManualClock(1000.0))
     state = mem.touch("a")
     for i in range(5):
         state.tail.append(f"line {i}")

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from store.sessions import SessionStore
 from store.settings import SessionsSettings
+from tests.helpers import eventually
 from tests.store.conftest import REDIS_URL, TcpLink
 
 
@@ -26,18 +27,6 @@ def settings(url: str, prefix: str, **overrides: object) -> SessionsSettings:
     }
     base.update(overrides)
     return SessionsSettings(**base)  # type: ignore[arg-type]
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str) -> None:
-    """Wait for the background task; the bound only turns a hang into a failure."""
-    for _ in range(1000):
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from store.database import Database
 from store.errors import StoreWriteError
 from store.models import Turn, utcnow
 from store.turn_writer import TurnWriter
+from tests.helpers import eventually
 from tests.store.turn_writer_child import CALL_SID
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,15 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def turn(seq: int, text: str | None = None, call_sid: str = "CA1") -> Turn:
     return Turn(call_sid, seq, "caller", text or f"turn {seq}", utcnow())
-
-
-async def eventually(predicate, what: str, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    """Wait for a background effect; the generous bound only turns a hang into a failure."""
-    for _ in range(int(timeout_s / 0.01)):
-        if await predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 class FlakyDb:

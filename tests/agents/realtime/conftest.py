@@ -14,6 +14,7 @@ from agents.realtime.breaker import CircuitBreaker
 from agents.settings import OpenAISettings
 from ops.dev.fake_realtime import FakeRealtimeRunner, Script, serve_fake_realtime
 from tests.audio import frames, speech_ulaw
+from tests.helpers import eventually as wait_until
 
 CALL_SID = "CA" + "0123456789abcdef" * 2
 
@@ -30,6 +31,7 @@ class RecordingOutput:
     transfers: list[str] = field(default_factory=list)
     dtmf: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
 
     def agent_audio(self, item_id: str, ulaw: bytes) -> None:
         self.audio.setdefault(item_id, bytearray()).extend(ulaw)
@@ -55,18 +57,17 @@ class RecordingOutput:
     def brain_failed(self, error: str) -> None:
         self.failures.append(error)
 
+    def caller_named(self, name: str) -> None:
+        self.names.append(name)
+
     def said(self, role: str) -> list[str]:
         return [text for r, text, _ in self.transcripts if r == role]
 
 
 async def eventually(predicate: Callable[[], object], limit_s: float = 10.0) -> None:
-    """Wait until `predicate()` is true; fail (not hang) if it never is."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.005)
+    """`tests.helpers.eventually` for these tests, whose conditions name themselves."""
+    await wait_until(predicate, "the condition in the calling test", limit_s=limit_s,
+                     interval_s=0.005)
 
 
 async def say(brain: RealtimeBrain, text: str = "I would like to book a table") -> None:

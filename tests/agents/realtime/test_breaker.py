@@ -6,18 +6,11 @@ import pytest
 
 from agents.realtime import breaker as breaker_mod
 from agents.realtime.breaker import BreakerState, CircuitBreaker
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes.clock import ManualClock
 
 
 def test_opens_after_n_failures_within_the_window() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     b = CircuitBreaker(failures=3, window_s=10, cooldown_s=30, clock=clock)
     b.record_failure()
     clock.now = 5
@@ -30,7 +23,7 @@ def test_opens_after_n_failures_within_the_window() -> None:
 
 
 def test_failures_spread_out_do_not_open_it() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     b = CircuitBreaker(failures=3, window_s=10, cooldown_s=30, clock=clock)
     for t in (0, 8, 16, 24, 32):
         clock.now = t
@@ -39,7 +32,7 @@ def test_failures_spread_out_do_not_open_it() -> None:
 
 
 def test_half_open_lets_one_probe_through() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     b = CircuitBreaker(failures=1, window_s=10, cooldown_s=30, clock=clock)
     b.record_failure()
     clock.now = 29
@@ -53,7 +46,7 @@ def test_half_open_lets_one_probe_through() -> None:
 
 
 def test_failed_probe_reopens() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     b = CircuitBreaker(failures=1, window_s=10, cooldown_s=30, clock=clock)
     b.record_failure()
     clock.now = 31
@@ -67,7 +60,7 @@ def test_failed_probe_reopens() -> None:
 
 
 def test_probe_that_never_reports_frees_the_slot() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     b = CircuitBreaker(failures=1, window_s=10, cooldown_s=30, clock=clock)
     b.record_failure()
     clock.now = 30
@@ -79,7 +72,7 @@ def test_probe_that_never_reports_frees_the_slot() -> None:
 
 
 def test_success_clears_recent_failures() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     b = CircuitBreaker(failures=2, window_s=10, cooldown_s=30, clock=clock)
     b.record_failure()
     b.record_success()

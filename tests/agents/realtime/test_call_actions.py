@@ -1,15 +1,20 @@
-"""end_call / transfer_call reaching Twilio: the REST client against the fake Twilio API."""
+"""The end_call / transfer_call tools through the server's real call glue (runtime, brain
+selection, call manager, call) to the fake Twilio API; the REST client itself is tested in
+tests/telephony/test_twilio_rest.py."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
+from agents.brain import CallContext
 from ops.dev.fake_realtime import Script, ScriptedToolCall, Turn
-from telephony.twilio.rest import TwilioRest, TwilioRestError, transfer_twiml
-from tests.agents.realtime.conftest import CALL_SID, RecordingOutput, eventually, say, settings_for
+from tests.agents.realtime.conftest import CALL_SID, eventually, say
 from tests.fakes.twilio_rest import FakeTwilioRest
 
 ACCOUNT = "AC" + "f" * 32
@@ -23,93 +28,90 @@ async def twilio() -> AsyncIterator[FakeTwilioRest]:
     await fake.stop()
 
 
-@pytest.fixture
-async def rest(twilio: FakeTwilioRest) -> AsyncIterator[TwilioRest]:
-    client = TwilioRest(ACCOUNT, TOKEN, base_url=twilio.base_url)
-    yield client
-    await client.aclose()
+class InstantLeg:
+    """A phone leg that plays every frame the moment it is sent (checkpoints come back
+    at once) and records hang-ups: the call's own glue decides when to hang up."""
+
+    def __init__(self) -> None:
+        self.call: Any = None
+        self.frames = 0
+        self.hang_ups: list[str] = []
+
+    def send_media(self, ulaw_frame: bytes) -> bool:
+        self.frames += 1
+        return True
+
+    def send_checkpoint(self, item_id: str, ms: int) -> bool:
+        self.call.played(item_id, ms)
+        return True
+
+    def send_clear(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        pass
+
+    def hang_up(self, reason: str) -> None:
+        self.hang_ups.append(reason)
 
 
-class CallGlue(RecordingOutput):
-    """What the call does with the brain's end/transfer requests: Twilio REST."""
+@asynccontextmanager
+async def live_call(runner: Any, twilio: FakeTwilioRest, tmp_path: Path
+                    ) -> AsyncIterator[tuple[Any, InstantLeg]]:
+    """A call opened by the server's own runtime (brain selection, call manager, REST
+    transfer glue, media clock), without the HTTP and Media Streams layers."""
+    from ops import config as config_mod
+    from ops.app import Runtime
 
-    def __init__(self, rest: TwilioRest) -> None:
-        super().__init__()
-        self.rest = rest
-        self.tasks: list[asyncio.Task[None]] = []
+    cfg = config_mod.load(environ={
+        "LEADLINE_BRAIN_KIND": "openai", "LEADLINE_OPENAI_API_KEY": "sk-test",
+        "LEADLINE_OPENAI_BASE_URL": runner.websocket_base_url,
+        "LEADLINE_OPENAI_TRANSFER_NUMBER": "+14155550123",
+        "LEADLINE_TWILIO_ACCOUNT_SID": ACCOUNT, "LEADLINE_TWILIO_AUTH_TOKEN": TOKEN,
+        "LEADLINE_TWILIO_API_BASE_URL": twilio.base_url,
+        "LEADLINE_STORE_DATABASE_URL": f"sqlite:///{tmp_path}/leadline.db",
+        "LEADLINE_STORE_JOURNAL_DIR": str(tmp_path / "journal"),
+        "LEADLINE_SCRIPTED_MESSAGES_DIRECTORY": str(tmp_path / "messages"),
+    })
+    runtime = Runtime(cfg, None)
+    await runtime.start(web.Application())  # database, prompts, the media clock
+    leg = InstantLeg()
+    try:
+        call = runtime.calls.open(CallContext(call_sid=CALL_SID), leg)
+        leg.call = call
+        yield call, leg
+    finally:
+        await runtime.stop(web.Application())
 
-    def end_call(self, reason: str) -> None:
-        super().end_call(reason)
-        self.tasks.append(asyncio.create_task(self.rest.hangup(CALL_SID)))
 
-    def transfer_call(self, number: str) -> None:
-        super().transfer_call(number)
-        self.tasks.append(asyncio.create_task(self.rest.transfer(CALL_SID, number)))
-
-
-async def test_hangup_sends_hangup_twiml(twilio: FakeTwilioRest, rest: TwilioRest) -> None:
-    await rest.hangup(CALL_SID)
+@pytest.mark.e2e
+async def test_transfer_call_tool_reaches_twilio_through_the_servers_glue(
+        fake_factory, twilio: FakeTwilioRest, tmp_path: Path) -> None:
+    runner = await fake_factory(Script(speed=0, turns=(
+        Turn(tool_calls=(ScriptedToolCall("transfer_call", {}),), after_tool_reply="Okay."),
+    )))
+    async with live_call(runner, twilio, tmp_path) as (call, leg):
+        await eventually(lambda: leg.frames)  # the greeting is playing
+        await say(call.brain)
+        await eventually(lambda: twilio.updates)
+        assert leg.hang_ups == []  # <Dial> replaces the stream; we do not hang up ourselves
     (update,) = twilio.updates
     assert update.call_sid == CALL_SID
-    assert update.twiml is not None and [c.tag for c in update.twiml] == ["Hangup"]
+    assert update.twiml is not None and update.twiml[0].tag == "Dial"
+    assert update.twiml[0][0].text == "+14155550123"
 
 
-async def test_transfer_sends_dial_twiml(twilio: FakeTwilioRest, rest: TwilioRest) -> None:
-    await rest.transfer(CALL_SID, "+1 (415) 555-0123", caller_id="+14155550100",
-                        announce="Connecting you now.")
-    (update,) = twilio.updates
-    assert update.twiml is not None
-    say_el, dial = list(update.twiml)
-    assert (say_el.tag, say_el.text) == ("Say", "Connecting you now.")
-    assert dial.tag == "Dial" and dial.get("callerId") == "+14155550100"
-    assert [(n.tag, n.text) for n in dial] == [("Number", "+14155550123")]
-
-
-async def test_rest_errors(twilio: FakeTwilioRest) -> None:
-    wrong = TwilioRest(ACCOUNT, "wrong-token", base_url=twilio.base_url)
-    try:
-        with pytest.raises(TwilioRestError) as info:
-            await wrong.hangup(CALL_SID)
-        assert info.value.status == 401 and info.value.code == 20003
-    finally:
-        await wrong.aclose()
-    rest = TwilioRest(ACCOUNT, TOKEN, base_url=twilio.base_url)
-    try:
-        with pytest.raises(TwilioRestError) as info:
-            await rest.hangup("CA" + "1" * 32)  # not a live call
-        assert info.value.status == 404
-        with pytest.raises(ValueError):
-            await rest.hangup("not-a-sid")
-        with pytest.raises(ValueError):
-            await rest.transfer(CALL_SID, "call my manager")
-    finally:
-        await rest.aclose()
-    assert twilio.updates == []
-
-
-def test_transfer_to_sip_and_required_credentials() -> None:
-    assert "<Sip>sip:desk@pbx.example.com</Sip>" in transfer_twiml("sip:desk@pbx.example.com")
-    with pytest.raises(ValueError):
-        TwilioRest("", TOKEN)
-
-
-@pytest.mark.parametrize(
-    ("tool", "arguments", "tag"),
-    [("end_call", {"reason": "done"}, "Hangup"), ("transfer_call", {}, "Dial")],
-)
-async def test_tool_reaches_twilio(fake_factory, brains, twilio: FakeTwilioRest,
-                                   rest: TwilioRest, tool: str, arguments: dict[str, str],
-                                   tag: str) -> None:
+@pytest.mark.e2e
+async def test_end_call_tool_hangs_up_the_leg_once_the_goodbye_played(
+        fake_factory, twilio: FakeTwilioRest, tmp_path: Path) -> None:
     runner = await fake_factory(Script(speed=0, turns=(
-        Turn(tool_calls=(ScriptedToolCall(tool, arguments),), after_tool_reply="Okay."),
+        Turn(tool_calls=(ScriptedToolCall("end_call", {"reason": "done"}),),
+             after_tool_reply="Goodbye."),
     )))
-    out = CallGlue(rest)
-    brain, _ = await brains(settings_for(runner, transfer_number="+14155550123"), out)
-    await eventually(lambda: out.audio_done)
-    await say(brain)
-    await eventually(lambda: twilio.updates)
-    await asyncio.gather(*out.tasks)
-    (update,) = twilio.updates
-    assert update.twiml is not None and update.twiml[0].tag == tag
-    if tag == "Dial":
-        assert update.twiml[0][0].text == "+14155550123"
+    async with live_call(runner, twilio, tmp_path) as (call, leg):
+        await eventually(lambda: leg.frames)
+        await say(call.brain)
+        await eventually(lambda: leg.hang_ups)
+        assert call.media.playout.idle  # not before the goodbye was heard
+        assert leg.hang_ups == [call.hangup_reason] and "done" in call.hangup_reason
+    assert twilio.updates == []  # ending the stream ends the call: no REST request

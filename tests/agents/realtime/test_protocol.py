@@ -17,22 +17,15 @@ from agents.tools import BUILTIN_TOOLS
 from ops.dev.fake_realtime import ClientError, check_client_event
 from tests.agents.realtime.conftest import RecordingOutput
 from tests.audio import frames, speech_ulaw
+from tests.fakes.clock import ManualClock
 
 FRAME = 160
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def make(turn_detection: str = "ours", **config: Any) -> tuple[RealtimeSession, RecordingOutput,
-                                                             Clock]:
+                                                             ManualClock]:
     out = RecordingOutput()
-    clock = Clock()
+    clock = ManualClock(100.0)
     cfg = SessionConfig(
         instructions="Be brief.",
         turn_detection=turn_detection,  # type: ignore[arg-type]
@@ -76,7 +69,7 @@ def done(session: RealtimeSession, response_id: str, status: str = "completed",
            response={"id": response_id, "status": status, "output": [], "usage": usage})
 
 
-def opened(**kwargs: Any) -> tuple[RealtimeSession, RecordingOutput, Clock]:
+def opened(**kwargs: Any) -> tuple[RealtimeSession, RecordingOutput, ManualClock]:
     session, out, clock = make(**kwargs)
     session.connection_made()
     sent(session)

@@ -37,6 +37,7 @@ from ops.dev.sim import Playout
 from ops.dev.twilio_side import TwilioSide
 from telephony.twilio.streams import Media, Outbound, Start, StreamProtocol
 from tests.audio import speech_ulaw
+from tests.fakes.clock import ManualClock
 
 TOKEN = "bench-test-token"
 FIELDS = {
@@ -81,27 +82,31 @@ TURN = tuple(f"T{i}".encode() for i in range(50))  # 1 s of "speech"
 BARGE = tuple(f"B{i}".encode() for i in range(25))  # 0.5 s
 
 
-class Clock:
+class Driver:
     """Drives a script tick by tick; the 'server' is whatever the test does between ticks."""
 
     def __init__(self, script: CallerScript) -> None:
         self.script = script
-        self.t = 0.0
+        self.clock = ManualClock(0.0)
         self.sent: list[bytes] = []
 
+    @property
+    def t(self) -> float:
+        return self.clock.now
+
     def tick(self, agent: bool = False) -> bytes:
-        self.t = round(self.t + 0.02, 6)
+        self.clock.now = t = round(self.clock.now + 0.02, 6)
         if agent:
-            self.script.agent_media(self.t, AGENT_FRAME)
-        self.script.advance(self.t)
-        frame = self.script.payload(self.t)
+            self.script.agent_media(t, AGENT_FRAME)
+        self.script.advance(t)
+        frame = self.script.payload(t)
         self.sent.append(frame)
         return frame
 
 
 def test_script_barges_into_the_greeting_then_listens_to_the_reply() -> None:
     s = CallerScript(TURN, BARGE, stop_ms=STOP_MS, barge_after_s=1.0, quiet_s=0.4)
-    c = Clock(s)
+    c = Driver(s)
     for _ in range(10):  # silence before the greeting
         assert c.tick() == SILENT_B64
     assert s.phase is Phase.AWAIT_AGENT
@@ -136,7 +141,7 @@ def test_script_barges_into_the_greeting_then_listens_to_the_reply() -> None:
 
 def test_script_counts_a_barge_in_the_server_ignored() -> None:
     s = CallerScript(TURN, BARGE, stop_ms=STOP_MS, barge_after_s=0.2)
-    c = Clock(s)
+    c = Driver(s)
     while s.phase is not Phase.SPEAKING:
         c.tick(agent=True)
     while s.phase is Phase.SPEAKING:
@@ -150,14 +155,14 @@ def test_script_counts_a_barge_in_the_server_ignored() -> None:
 
 def test_script_speaks_again_when_nobody_answers() -> None:
     s = CallerScript(TURN, BARGE, stop_ms=STOP_MS, wait_for_agent_s=1.0)
-    c = Clock(s)
+    c = Driver(s)
     frames = [c.tick() for _ in range(55)]
     assert frames[49] == TURN[0] and s.no_reply == 1
 
 
 def test_script_hears_out_a_response_shorter_than_the_barge_delay() -> None:
     s = CallerScript(TURN, BARGE, stop_ms=STOP_MS, barge_after_s=1.0, quiet_s=0.2)
-    c = Clock(s)
+    c = Driver(s)
     for _ in range(10):
         c.tick(agent=True)  # 200 ms greeting, too short to talk over
     frames = [c.tick() for _ in range(80)]
@@ -286,6 +291,7 @@ def _bench(*args: str, timeout: float = 40) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.e2e
 def test_bench_drives_signed_calls_and_measures_both_directions(served: str) -> None:
     done = _bench("--url", served, "--calls", "3", "--seconds", "8", "--ramp-seconds", "0.5",
                   "--auth-token", TOKEN)
@@ -306,6 +312,7 @@ def test_bench_drives_signed_calls_and_measures_both_directions(served: str) -> 
     assert isinstance(fig["valid"], bool) and isinstance(fig["generator_bottleneck"], bool)
 
 
+@pytest.mark.e2e
 def test_refused_calls_are_dropped_calls(served: str) -> None:
     done = _bench("--url", served, "--calls", "2", "--seconds", "0.5", "--ramp-seconds", "0",
                   "--auth-token", "wrong-token")

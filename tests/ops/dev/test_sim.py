@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from aiohttp import WSMsgType, web
-from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +33,7 @@ from telephony.twilio.signature import SIGNATURE_HEADER, SignatureChecker
 from telephony.twilio.streams import Dtmf, Mark, Media, Outbound, Start, Stop, StreamProtocol
 from telephony.twilio.twiml import connect_stream_twiml, say_hangup_twiml
 from tests.audio import frames, speech_ulaw
+from tests.helpers import serve_app
 
 TOKEN = "test-auth-token"
 PUBLIC_HTTPS = "https://leadline.example.invalid"
@@ -300,19 +300,15 @@ def voices() -> dict[str, bytes]:
     }
 
 
-async def run_server(server: FakeServer) -> TestServer:
-    ts = TestServer(server.app(), host="127.0.0.1")
-    await ts.start_server()
-    return ts
-
-
-def base_url(ts: TestServer) -> str:
-    return f"http://127.0.0.1:{ts.port}"
+async def run_server(server: FakeServer) -> tuple[web.AppRunner, str]:
+    runner, port = await serve_app(server.app())
+    return runner, f"http://127.0.0.1:{port}"
 
 
 # --- end to end -------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 async def test_full_call(voices: dict[str, bytes], tmp_path: Path) -> None:
     server = FakeServer(
         voices["greeting"],
@@ -320,13 +316,13 @@ async def test_full_call(voices: dict[str, bytes], tmp_path: Path) -> None:
         voices["reply"],
         webhook_url=PUBLIC_HTTPS + "/twilio/voice",
     )
-    ts = await run_server(server)
+    runner, url = await run_server(server)
     events: list[dict[str, Any]] = []
     wav_path = tmp_path / "agent.wav"
     try:
         result = await sim_call(
             SimOptions(
-                url=base_url(ts),
+                url=url,
                 public_url=PUBLIC_HTTPS,
                 from_number="+15551230000",
                 to_number="+15557654321",
@@ -343,7 +339,7 @@ async def test_full_call(voices: dict[str, bytes], tmp_path: Path) -> None:
             )
         )
     finally:
-        await ts.close()
+        await runner.cleanup()
 
     # webhook and upgrade were signed like Twilio's and carried Twilio's fields
     assert server.webhook_signed and server.stream_signed
@@ -426,6 +422,7 @@ async def test_full_call(voices: dict[str, bytes], tmp_path: Path) -> None:
     assert times == sorted(times)
 
 
+@pytest.mark.e2e
 async def test_server_hangs_up_and_an_underrun_is_counted(
     voices: dict[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -436,11 +433,11 @@ async def test_server_hangs_up_and_an_underrun_is_counted(
         close_after_greeting=True,
         hole_s=0.2,
     )
-    ts = await run_server(server)
+    runner, url = await run_server(server)
     try:
         result = await sim_call(
             SimOptions(
-                url=base_url(ts),
+                url=url,
                 auth_token=TOKEN,
                 hangup_after_s=15,
                 wait_for_agent_s=10,
@@ -448,7 +445,7 @@ async def test_server_hangs_up_and_an_underrun_is_counted(
             )
         )
     finally:
-        await ts.close()
+        await runner.cleanup()
     assert result.closed_by_server
     assert result.underruns == 1 and result.responses == 1
     assert not server.stopped
@@ -458,15 +455,16 @@ async def test_server_hangs_up_and_an_underrun_is_counted(
     assert "underrun" in names and names[-1] == "server_closed" and "stop" not in names
 
 
+@pytest.mark.e2e
 async def test_hangup_after_max_seconds(voices: dict[str, bytes]) -> None:
     server = FakeServer(b"", b"", b"")
-    ts = await run_server(server)
+    runner, url = await run_server(server)
     try:
         result = await sim_call(
-            SimOptions(url=base_url(ts), auth_token=TOKEN, hangup_after_s=0.5, wait_for_agent_s=10)
+            SimOptions(url=url, auth_token=TOKEN, hangup_after_s=0.5, wait_for_agent_s=10)
         )
     finally:
-        await ts.close()
+        await runner.cleanup()
     names = [e["event"] for e in result.timeline]
     assert names[-2:] == ["hangup_timeout", "stop"]
     assert server.stopped and result.agent_audio_ms == 0
@@ -475,30 +473,29 @@ async def test_hangup_after_max_seconds(voices: dict[str, bytes]) -> None:
 @pytest.mark.parametrize("token", ["", "wrong-token"])
 async def test_unsigned_or_badly_signed_call_is_refused(token: str) -> None:
     server = FakeServer(b"", b"", b"")
-    ts = await run_server(server)
+    runner, url = await run_server(server)
     try:
         with pytest.raises(SimError, match="403"):
-            await sim_call(SimOptions(url=base_url(ts), auth_token=token, hangup_after_s=2))
+            await sim_call(SimOptions(url=url, auth_token=token, hangup_after_s=2))
     finally:
-        await ts.close()
+        await runner.cleanup()
     assert not server.webhook_signed and server.start is None
 
 
 async def test_twiml_without_stream() -> None:
     server = FakeServer(b"", b"", b"", twiml=say_hangup_twiml("We are closed."))
-    ts = await run_server(server)
+    runner, url = await run_server(server)
     try:
-        result = await sim_call(SimOptions(url=base_url(ts), auth_token=TOKEN))
+        result = await sim_call(SimOptions(url=url, auth_token=TOKEN))
     finally:
-        await ts.close()
+        await runner.cleanup()
     assert [e["event"] for e in result.timeline] == ["twiml_without_stream"]
     assert "<Say>We are closed.</Say>" in result.twiml and not server.stream_signed
 
 
 async def test_unreachable_server() -> None:
-    ts = TestServer(web.Application(), host="127.0.0.1")
-    await ts.start_server()
-    url = base_url(ts)
-    await ts.close()
+    runner, port = await serve_app(web.Application())
+    url = f"http://127.0.0.1:{port}"
+    await runner.cleanup()
     with pytest.raises(SimError):
         await sim_call(SimOptions(url=url))

@@ -21,7 +21,7 @@ from telephony.call import Call
 from telephony.twilio.http import TwilioRoutes
 from telephony.twilio.signature import SignatureChecker
 from telephony.ws import fastws
-from tests.ops.conftest import AUTH_TOKEN
+from tests.helpers import AUTH_TOKEN, serve_app
 
 
 def test_fast_path_is_the_one_in_use_with_the_installed_aiohttp():
@@ -69,14 +69,6 @@ def _app(ended: Ended, on: Callable[[str, bytes], bool] | None = None) -> web.Ap
     app = web.Application()
     app.router.add_get("/ws", handler)
     return app
-
-
-async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, runner.addresses[0][1]
 
 
 class RawPeer:
@@ -131,7 +123,7 @@ class RawPeer:
 @pytest.fixture
 async def bare() -> AsyncIterator[tuple[Ended, int]]:
     ended = Ended()
-    runner, port = await _serve(_app(ended, on=lambda name, data: _maybe_raise(data)))
+    runner, port = await serve_app(_app(ended, on=lambda name, data: _maybe_raise(data)))
     try:
         yield ended, port
     finally:
@@ -264,7 +256,7 @@ def _side(n: int) -> TwilioSide:
 
 
 async def test_real_handler_uses_the_fast_path_and_a_failing_call_ends_alone(monkeypatch):
-    from tests.ops.conftest import start_server
+    from tests.helpers import start_server
 
     async def no_fallback(self, ws, session):  # the async-for loop must not run
         raise AssertionError("fell back to the async for loop")
