@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         from ops.compliance_cli import register as register_compliance
 
         register_compliance(sub)
+        from ops.sms_cli import register as register_sms
+
+        register_sms(sub)
     return parser
 
 
