@@ -104,7 +104,8 @@ def main() -> int:
                  rows_per_cpu_s=round(report["rows"] / cpu), peak_rss_mb=round(rss, 1),
                  exit=code, created=report["created"], updated=report["updated"],
                  unchanged=report["unchanged"], skipped=report["skipped"],
-                 warnings=len(report["warnings"]))
+                 warnings=len(report["warnings"])
+                 + report.get("truncated", {}).get("warnings", 0))
         wall, cpu, rss, out, code = run_cli(
             ["leads", "export", f"{tmp}/out.csv", "--json", *db], env)
         exported = json.loads(out)["exported"]

@@ -182,7 +182,14 @@ def cmd_leads_import(args: argparse.Namespace) -> int:
 
         async def flush(through: int) -> None:
             if batch:
-                result = await db.upsert_leads(batch)
+                try:
+                    result = await db.upsert_leads(batch)
+                except (StoreError, ValueError):
+                    raise
+                except Exception as exc:
+                    # Drivers raise their own errors (asyncpg, sqlite3, OSError); any of
+                    # them must still end in "rows 1–N imported before the error".
+                    raise StoreError(f"{type(exc).__name__}: {exc}") from exc
                 report.created += result.created
                 report.updated += result.updated
                 report.unchanged += result.unchanged
@@ -208,7 +215,7 @@ def cmd_leads_import(args: argparse.Namespace) -> int:
                 return _fail(args, f"{path}: {exc}; {report.committed()}")
             except StoreError as exc:
                 return _fail(args, f"store: {exc}; {report.committed()}")
-            except ValueError as exc:  # a phone the store refused: nothing of its batch
+            except ValueError as exc:  # a row the store refused: nothing of its batch
                 return _fail(args, f"{path}: {exc}; {report.committed()}")
 
         if args.json:

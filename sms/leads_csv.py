@@ -64,7 +64,8 @@ from store.phones import InvalidPhoneNumber, normalize_phone
 # One record (a row, including the newlines of its quoted cells) larger than this is not a
 # lead: it is an unterminated quote eating the file, or not a CSV at all.
 MAX_RECORD_BYTES = 1 << 20
-# Longest single value kept. A lead's notes fit; a swallowed file does not.
+# A cell longer than this skips its row: it is a runaway (a quote swallowing lines), not a
+# value. Kept values are bounded further by the store's limits (MAX_ATTRIBUTE_VALUE …).
 MAX_FIELD_CHARS = 4096
 # Longest first/last name kept: the store's caller-name bound (a lead is a caller too).
 MAX_NAME_CHARS = MAX_NAME_LENGTH
@@ -115,6 +116,7 @@ class RowResult(msgspec.Struct, frozen=True):
     warnings: tuple[RowIssue, ...] = ()
     errors: tuple[RowIssue, ...] = ()
     duplicate_of: int | None = None
+
 
 # rules tables -------------------------------------------------------------------------
 
@@ -295,14 +297,14 @@ class _Layout:
     ignored: set[int] = field(default_factory=set)
 
     @classmethod
-    def from_header(cls, header: list[str]) -> _Layout:
+    def from_header(cls, header: list[str], line: int = 1) -> _Layout:
         """Map columns to lead fields through the alias table — except for a file that
         starts with our own export columns, which is read by that exact layout (every
         other column an attribute, whatever its name), so export → import is exact."""
         if len(header) > MAX_COLUMNS:
             raise LeadFileError(
                 f"header: {len(header)} columns; at most {MAX_COLUMNS} are accepted",
-                row=0, line=1,
+                row=0, line=line,
             )
         headers = [h.strip() for h in header]
         ours = tuple(headers[: len(EXPORT_COLUMNS)]) == EXPORT_COLUMNS
@@ -327,7 +329,7 @@ class _Layout:
             raise LeadFileError(
                 f"header: no phone column (looked for Phone, Phone Number, Mobile, Cell, Tel,"
                 f" … — see sms/csv_headers.toml); found {found}",
-                row=0, line=1,
+                row=0, line=line,
             )
         return layout
 
@@ -359,7 +361,7 @@ class _Records:
         header = self._next(fresh=False)
         if header is None:
             raise LeadFileError("header: the file is empty (no header row)", row=0, line=1)
-        self.layout = _Layout.from_header(header)
+        self.layout = _Layout.from_header(header, self.lines.record_line)
 
     def _first_line(self) -> str:
         """The first line with any text (its record is started), for sniffing."""

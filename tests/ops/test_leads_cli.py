@@ -350,3 +350,47 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
         os.close(controller)
     assert b"\x1b[" in seen  # the bar was drawn (and erased: transient)
 
+
+
+def test_store_failure_mid_import_says_what_was_committed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real PostgreSQL error in the second batch (a trigger refusing one phone): the
+    first batch stays, the message says so, exit 2."""
+    import asyncpg
+
+    from tests.store.conftest import PG_URL, pg_schema
+
+    lines = ["phone,first_name"] + [f"+1415555{2000 + i},N{i}" for i in range(1500)]
+    src = tmp_path / "leads.csv"
+    src.write_text("\n".join(lines) + "\n")
+
+    async def scenario() -> tuple[int, int, str, str]:
+        async with pg_schema() as url:
+            schema = url.rsplit("search_path=", 1)[1]
+            await (await open_database(url)).close()
+            conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+            try:
+                await conn.execute("""
+                    CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN
+                      IF NEW.phone = '+14155553200' THEN
+                        RAISE EXCEPTION 'refused by test trigger';
+                      END IF;
+                      RETURN NEW;
+                    END $$ LANGUAGE plpgsql;
+                    CREATE TRIGGER refuse BEFORE INSERT ON leads
+                      FOR EACH ROW EXECUTE FUNCTION refuse();
+                """)
+            finally:
+                await conn.close()
+            code = await asyncio.to_thread(
+                run, "leads", "import", str(src), "--json", "--database-url", url)
+            stored = len(await all_leads(url))
+            captured = capsys.readouterr()
+            return code, stored, captured.out, captured.err
+
+    code, stored, out, err = asyncio.run(scenario())
+    assert code == 2
+    assert stored == 1000  # the first batch (rows 1–1000) committed, the second not at all
+    assert "rows 1–1000 imported before the error" in err
+    assert "rows 1–1000" in json.loads(out)["error"]
