@@ -29,6 +29,8 @@ from ops.dev.fake_llm import Rule, Script, serve_fake_llm
 from tests.fakes.twilio_rest import FakeTwilioRest, Fault
 from tests.store.conftest import backend_url
 
+pytestmark = pytest.mark.e2e
+
 ACCOUNT_SID = "AC" + "7" * 32
 AUTH_TOKEN = "sms-e2e-token-0123456789"
 OUR_NUMBER = "+14155550123"

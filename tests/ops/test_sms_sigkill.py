@@ -27,6 +27,8 @@ from sms.sender import HANG_AFTER_CLAIM_ENV
 from tests.fakes.twilio_rest import FakeTwilioRest
 from tests.store.conftest import backend_url
 
+pytestmark = pytest.mark.e2e
+
 BIN = Path(sys.executable).parent / "leadline"
 ACCOUNT_SID = "AC" + "9" * 32
 AUTH_TOKEN = "sms-sigkill-token-0123456789"
