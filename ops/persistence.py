@@ -41,7 +41,8 @@ from ops.config import Config
 from store.database import Database, clean_name, open_database, redact_url
 from store.errors import StoreError
 from store.lanes import Job, Lanes, drain
-from store.models import Turn, utcnow
+from store.models import Turn as TurnRecord
+from store.models import utcnow
 from store.phones import InvalidPhoneNumber, normalize_phone
 from store.retention import Retention, RetentionStats
 from store.sessions import SessionStore, call_id_ok
@@ -251,7 +252,7 @@ class Persistence(CallObserver):
         if not sid:
             return
         self._note_brain(call, state)
-        writer.record(Turn(sid, state.seq, role, text, utcnow()))
+        writer.record(TurnRecord(sid, state.seq, role, text, utcnow()))
         state.seq += 1
         self._session_job(state, sid, functools.partial(
             self.sessions.append_transcript, sid, f"{role}: {text}"))

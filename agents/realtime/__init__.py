@@ -1,6 +1,7 @@
 """The OpenAI Realtime brain: speech-to-speech over the GA protocol, with tools and resilience.
 
-- `protocol.RealtimeSession`: the sans-I/O session core (events in, actions out).
+- `protocol.RealtimeConversation`: the sans-I/O core (events in, actions out); it
+  outlives the service's sessions (sockets), which are restored and rotated beneath it.
 - `brain.RealtimeBrain`: the `agents.brain.Brain` a call uses (`kind = "openai"`).
 - `breaker.should_use_realtime()`: False while the shared circuit breaker is open,
   so new calls start on the keyless brain.
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from agents.realtime.brain import RealtimeBrain, RealtimeUnavailable
     from agents.realtime.breaker import CircuitBreaker, default_breaker, should_use_realtime
-    from agents.realtime.protocol import RealtimeSession, RealtimeUsage, SessionConfig
+    from agents.realtime.protocol import RealtimeConversation, RealtimeUsage, SessionConfig
     from agents.tools import Tool, ToolContext, ToolError, ToolRegistry, build_registry, tool
 
 _EXPORTS = {
@@ -30,7 +31,7 @@ _EXPORTS = {
     "should_use_realtime": "agents.realtime.breaker",
     "RealtimeBrain": "agents.realtime.brain",
     "RealtimeUnavailable": "agents.realtime.brain",
-    "RealtimeSession": "agents.realtime.protocol",
+    "RealtimeConversation": "agents.realtime.protocol",
     "RealtimeUsage": "agents.realtime.protocol",
     "SessionConfig": "agents.realtime.protocol",
     "Tool": "agents.tools",
@@ -44,7 +45,7 @@ _EXPORTS = {
 __all__ = [
     "CircuitBreaker",
     "RealtimeBrain",
-    "RealtimeSession",
+    "RealtimeConversation",
     "RealtimeUnavailable",
     "RealtimeUsage",
     "SessionConfig",

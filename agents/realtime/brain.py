@@ -1,6 +1,6 @@
-"""`RealtimeBrain`: the asyncio shell that moves bytes between the session core and OpenAI.
+"""`RealtimeBrain`: the asyncio shell that moves bytes between the conversation core and OpenAI.
 
-All protocol decisions live in `protocol.RealtimeSession`; this module only
+All protocol decisions live in `protocol.RealtimeConversation`; this module only
 opens sockets through the official SDK's GA client (`client.realtime.connect`),
 pumps messages, runs tool tasks and handles the socket's life:
 
@@ -34,7 +34,7 @@ from openai import AsyncOpenAI, OpenAIError
 
 from agents.brain import Brain, BrainOutput, CallContext
 from agents.realtime.breaker import CircuitBreaker, default_breaker
-from agents.realtime.protocol import RealtimeSession, RealtimeUsage, SessionConfig
+from agents.realtime.protocol import RealtimeConversation, RealtimeUsage, SessionConfig
 from agents.realtime.stats import STATS, RealtimeStats, bump
 from agents.settings import OpenAISettings
 from agents.tools import ToolContext, ToolRegistry, ToolRunner, build_registry
@@ -128,7 +128,7 @@ class RealtimeBrain(Brain):
         # Called with (item_id, monotonic time) when the first audio of a response
         # arrives, so the call can measure first delta → frame sent (our share).
         self.on_first_audio: Callable[[str, float], None] | None = None
-        self.session: RealtimeSession | None = None
+        self.conversation: RealtimeConversation | None = None
         self._output: BrainOutput | None = None
         self._runner: ToolRunner | None = None
         self._conn: Any = None
@@ -142,33 +142,33 @@ class RealtimeBrain(Brain):
 
     @property
     def usage(self) -> RealtimeUsage:
-        return self.session.usage if self.session is not None else RealtimeUsage()
+        return self.conversation.usage if self.conversation is not None else RealtimeUsage()
 
     @property
     def counts(self) -> dict[str, int]:
-        return dict(self.session.counts) if self.session is not None else {}
+        return dict(self.conversation.counts) if self.conversation is not None else {}
 
     @property
     def last_first_audio_at(self) -> float | None:
-        return self.session.last_first_audio_at if self.session is not None else None
+        return self.conversation.last_first_audio_at if self.conversation is not None else None
 
     # --- Brain ------------------------------------------------------------------------
 
     async def start(self, context: CallContext, output: BrainOutput) -> None:
-        if self.session is not None:
+        if self.conversation is not None:
             raise RuntimeError("brain already started")
         self._call_sid = context.call_sid
         self._output = output
         config = SessionConfig.for_call(self.settings, context, self.registry.definitions())
-        session = RealtimeSession(
+        conversation = RealtimeConversation(
             config, output, clock=self._clock, call_sid=context.call_sid,
             on_first_audio=self._first_audio, stats=self.stats,
         )
-        self.session = session
+        self.conversation = conversation
         self._runner = ToolRunner(
             self.registry,
             ToolContext(
-                context, output, after_reply=session.after_reply,
+                context, output, after_reply=conversation.after_reply,
                 transfer_number=self.settings.transfer_number,
             ),
             self._tool_report,
@@ -179,42 +179,42 @@ class RealtimeBrain(Brain):
             conn = await self._connect(self.settings.connect_timeout_s)
         except Exception as exc:
             self.breaker.record_failure()
-            session.close()
+            conversation.close()
             raise RealtimeUnavailable(f"cannot reach the Realtime service: {exc!r}") from exc
         self.breaker.record_success()
         self._conn = conn
-        session.connection_made()
+        conversation.connection_made()
         self._wake.set()
         self._task = asyncio.get_running_loop().create_task(
             self._run(conn), name=f"realtime:{context.call_sid}"
         )
 
     def push_audio(self, ulaw: bytes) -> None:
-        session = self.session
-        if session is not None and not self._closing:
-            session.push_audio(ulaw)
+        conversation = self.conversation
+        if conversation is not None and not self._closing:
+            conversation.push_audio(ulaw)
             self._wake.set()
 
     def commit(self) -> None:
-        if self.session is not None and not self._closing:
-            self.session.commit()
+        if self.conversation is not None and not self._closing:
+            self.conversation.commit()
             self._wake.set()
 
     def cancel(self) -> None:
-        if self.session is not None and not self._closing:
-            self.session.cancel()
+        if self.conversation is not None and not self._closing:
+            self.conversation.cancel()
             if self._runner is not None:
                 self._runner.cancel_interruptible()
             self._wake.set()
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
-        if self.session is not None and not self._closing:
-            self.session.truncate(item_id, audio_end_ms)
+        if self.conversation is not None and not self._closing:
+            self.conversation.truncate(item_id, audio_end_ms)
             self._wake.set()
 
     def dtmf(self, digit: str) -> None:
-        if self.session is not None and not self._closing:
-            self.session.dtmf(digit)
+        if self.conversation is not None and not self._closing:
+            self.conversation.dtmf(digit)
             self._wake.set()
 
     def tool_result(self, call_id: str, output: str) -> None:
@@ -234,8 +234,8 @@ class RealtimeBrain(Brain):
         conn, self._conn = self._conn, None
         if conn is not None:
             await self._close_conn(conn)
-        if self.session is not None:
-            self.session.close()
+        if self.conversation is not None:
+            self.conversation.close()
         self._wake.set()
 
     # --- internals ----------------------------------------------------------------------
@@ -249,8 +249,8 @@ class RealtimeBrain(Brain):
                 log.exception("on_first_audio hook failed", extra={"call_sid": self._call_sid})
 
     def _tool_report(self, call_id: str, output: str, respond: bool) -> None:
-        if self.session is not None and not self._closing:
-            self.session.tool_output(call_id, output, respond)
+        if self.conversation is not None and not self._closing:
+            self.conversation.tool_output(call_id, output, respond)
             self._wake.set()
 
     async def _connect(self, limit_s: float) -> Any:
@@ -284,8 +284,8 @@ class RealtimeBrain(Brain):
 
     async def _run(self, conn: Any) -> None:
         """The connection task: read until the call ends, reconnecting or rotating as needed."""
-        session = self.session
-        assert session is not None
+        conversation = self.conversation
+        assert conversation is not None
         while not self._closing:
             try:
                 await self._pump(conn)
@@ -297,7 +297,7 @@ class RealtimeBrain(Brain):
                     "realtime socket lost: %s; restoring", exc.__cause__ or exc,
                     extra={"call_sid": self._call_sid},
                 )
-                session.connection_lost()
+                conversation.connection_lost()
                 restored = await self._restore()
                 if restored is None:
                     self._fail("the Realtime connection was lost and could not be restored")
@@ -325,9 +325,9 @@ class RealtimeBrain(Brain):
             await asyncio.gather(writer, rotator, return_exceptions=True)
 
     async def _reader(self, conn: Any) -> None:
-        session = self.session
+        conversation = self.conversation
         runner = self._runner
-        assert session is not None and runner is not None
+        assert conversation is not None and runner is not None
         closed_errors = _closed_errors()
         wake = self._wake
         while True:
@@ -339,15 +339,15 @@ class RealtimeBrain(Brain):
                 raise _Dropped(str(exc)) from exc
             if self._conn is not conn:
                 return  # a late message of a connection replaced by rotation
-            session.receive(data)
-            for call in session.take_tool_calls():
+            conversation.receive(data)
+            for call in conversation.take_tool_calls():
                 runner.start(call)
-            if session.has_data:
+            if conversation.has_data:
                 wake.set()
 
     async def _writer(self, conn: Any) -> None:
-        session = self.session
-        assert session is not None
+        conversation = self.conversation
+        assert conversation is not None
         wake = self._wake
         send = _fast_send(conn)
         closed_errors = _closed_errors()
@@ -357,7 +357,7 @@ class RealtimeBrain(Brain):
                 return  # leave the event set for the writer of the new connection
             wake.clear()
             try:
-                for message in session.data_to_send():
+                for message in conversation.data_to_send():
                     await send(message)
             except closed_errors:
                 return  # the reader sees the same closure and restores
@@ -368,10 +368,10 @@ class RealtimeBrain(Brain):
 
     async def _rotator(self, conn: Any) -> None:
         """Replace the session before the service's time limit, at an idle moment."""
-        session = self.session
+        conversation = self.conversation
         runner = self._runner
-        assert session is not None and runner is not None
-        delay = self._rotate_after_s - (self._clock() - session.connected_at)
+        assert conversation is not None and runner is not None
+        delay = self._rotate_after_s - (self._clock() - conversation.connected_at)
         if delay > 0:
             await asyncio.sleep(delay)
         new_conn = None
@@ -382,7 +382,7 @@ class RealtimeBrain(Brain):
                 await asyncio.sleep(5.0)
         try:
             # Polled at 20 Hz only inside the rotation window, once an hour.
-            while not (session.is_idle and runner.running == 0):  # noqa: ASYNC110
+            while not (conversation.is_idle and runner.running == 0):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         except asyncio.CancelledError:
             await self._close_conn(new_conn)
@@ -391,9 +391,9 @@ class RealtimeBrain(Brain):
             await self._close_conn(new_conn)
             return
         # Swap in one synchronous step: nothing else runs between these lines.
-        session.connection_lost()
+        conversation.connection_lost()
         self._conn = new_conn
-        session.connection_made()
+        conversation.connection_made()
         self._wake.set()
         self.stats.rotations += 1
         log.info("realtime session rotated", extra={"call_sid": self._call_sid})
@@ -402,8 +402,8 @@ class RealtimeBrain(Brain):
 
     async def _restore(self) -> Any:
         """Reconnect within `restore_within_s`, with backoff; None if that is not possible."""
-        session = self.session
-        assert session is not None
+        conversation = self.conversation
+        assert conversation is not None
         deadline = self._clock() + self.settings.restore_within_s
         delay = 0.05
         while not self._closing:
@@ -419,7 +419,7 @@ class RealtimeBrain(Brain):
                 delay = min(delay * 2, 0.5)
                 continue
             self._conn = conn
-            session.connection_made()
+            conversation.connection_made()
             self._wake.set()
             bump(self.stats.restores, "ok")
             log.info("realtime session restored", extra={"call_sid": self._call_sid})

@@ -1,6 +1,11 @@
-"""The Realtime session as a sans-I/O state machine: server events in, client events out.
+"""A call's Realtime conversation as a sans-I/O state machine: server events in, client events out.
 
-`RealtimeSession` never touches a socket or a task. The shell feeds it every
+A conversation outlives the service's sessions (one per socket; they are
+restored after a drop and rotated before the 60-minute limit), which is why
+the core is named for the conversation and "session" is left to the service's
+`session.update` and to the Redis call state in `store.sessions`.
+
+`RealtimeConversation` never touches a socket or a task. The shell feeds it every
 server message (`receive`) and the call's requests (`push_audio`, `commit`,
 `cancel`, `truncate`, ...), and drains what to send (`data_to_send`) and the
 tool calls to run (`take_tool_calls`). Agent audio, transcripts and speech
@@ -224,7 +229,7 @@ class _Active:
     audio_done: list[str] = field(default_factory=list)
 
 
-class RealtimeSession:
+class RealtimeConversation:
     """One call's conversation with the Realtime service, without I/O."""
 
     def __init__(

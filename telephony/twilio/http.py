@@ -50,7 +50,7 @@ class TwilioStats:
         self.rejected_busy = 0
 
 
-class _MediaSession:
+class _MediaStreamConnection:
     """What one Media Stream socket has seen, and the dispatch of its messages.
 
     `handle` is called once per inbound message, synchronously, by either
@@ -72,32 +72,32 @@ class _MediaSession:
 
     def handle(self, data: bytes) -> bool:
         event = self.protocol.receive(data)
-        kind = type(event)
         call = self.call
-        if kind is streams.Media:
+        # Nearly every message is media: one exact type test, cheaper than a match.
+        if type(event) is streams.Media:
             if call is not None:
-                call.caller_audio(event.audio)  # type: ignore[union-attr]
-        elif kind is streams.Mark:
-            if call is not None:
-                call.leg.mark_echoed(event.name)  # type: ignore[union-attr, attr-defined]
-        elif kind is streams.ProtocolError:
-            self.routes._count_error(self.protocol, event.kind, self.logged,  # type: ignore[union-attr]
-                                     event.detail)  # type: ignore[union-attr]
-            if event.fatal:  # type: ignore[union-attr]
-                self.reason = f"protocol error: {event.kind}"  # type: ignore[union-attr]
+                call.caller_audio(event.audio)
+            return not self.writer.overflowed
+        match event:
+            case streams.Mark(name=name):
+                if call is not None:
+                    call.leg.mark_echoed(name)  # type: ignore[attr-defined]
+            case streams.ProtocolError(kind=kind, detail=detail, fatal=fatal):
+                self.routes._count_error(self.protocol, kind, self.logged, detail)
+                if fatal:
+                    self.reason = f"protocol error: {kind}"
+                    return False
+            case streams.Dtmf(digit=digit):
+                if call is not None:
+                    call.caller_dtmf(digit)
+            case streams.Start() as start:
+                self.call = self.routes._open(start, self.ws, self.writer, self.stop)
+                if self.call is None:
+                    self.reason = "busy"
+                    return False
+            case streams.Stop():
+                self.reason = "caller hung up"
                 return False
-        elif kind is streams.Dtmf:
-            if call is not None:
-                call.caller_dtmf(event.digit)  # type: ignore[union-attr]
-        elif kind is streams.Start:
-            self.call = self.routes._open(event, self.ws, self.writer,  # type: ignore[arg-type]
-                                          self.stop)
-            if self.call is None:
-                self.reason = "busy"
-                return False
-        elif kind is streams.Stop:
-            self.reason = "caller hung up"
-            return False
         return not self.writer.overflowed
 
     def socket_error(self, exc: BaseException | None) -> None:
@@ -238,61 +238,62 @@ class TwilioRoutes:
         )
         await ws.prepare(request)
         self.stats.streams_opened += 1
-        session = _MediaSession(self, ws, FrameWriter(request.transport),
+        connection = _MediaStreamConnection(self, ws, FrameWriter(request.transport),
                                 streams.StreamProtocol(settings.max_message_bytes))
         fastws.announce()
         close: tuple[int, bytes] = (WSCloseCode.OK, b"")
         try:
             if fastws.FAST_PATH:
-                close = await self._pump(request, ws, settings.max_message_bytes, session)
+                close = await self._pump(request, ws, settings.max_message_bytes, connection)
             else:
-                await self._read_loop(ws, session)
+                await self._read_loop(ws, connection)
         except Exception:
-            session.reason = "handler error"
+            connection.reason = "handler error"
             log.exception("media stream handler failed",
-                          extra={"call_sid": session.protocol.call_sid})
+                          extra={"call_sid": connection.protocol.call_sid})
         finally:
-            if session.writer.overflowed:
+            if connection.writer.overflowed:
                 self.stats.slow_peers += 1
-                session.reason = "slow peer"
+                connection.reason = "slow peer"
                 log.warning("peer stopped reading; dropping call",
-                            extra={"call_sid": session.protocol.call_sid})
-            call = session.call
+                            extra={"call_sid": connection.protocol.call_sid})
+            call = connection.call
             if call is not None:
-                await self.calls.close(call, call.hangup_reason or session.reason)
+                await self.calls.close(call, call.hangup_reason or connection.reason)
             if not ws.closed:
                 await ws.close(code=close[0], message=close[1])
         return ws
 
     async def _pump(self, request: web.Request, ws: web.WebSocketResponse, max_size: int,
-                    session: _MediaSession) -> tuple[int, bytes]:
+                    connection: _MediaStreamConnection) -> tuple[int, bytes]:
         """Fast path: messages are dispatched inside `data_received`; wait for the end."""
-        pump = fastws.MessagePump(ws, request, session.handle, max_size)
-        session.stop = pump.stop
+        pump = fastws.MessagePump(ws, request, connection.handle, max_size)
+        connection.stop = pump.stop
         pump.install()
         how = await pump.finished
         if how == "error":
-            session.socket_error(pump.error)
+            connection.socket_error(pump.error)
             code = getattr(pump.error, "code", None)
             return (code if isinstance(code, int) else WSCloseCode.PROTOCOL_ERROR), b""
         if how == "handler error":
-            session.reason = "handler error"
+            connection.reason = "handler error"
             log.error("media stream handler failed", exc_info=pump.error,
-                      extra={"call_sid": session.protocol.call_sid})
+                      extra={"call_sid": connection.protocol.call_sid})
             return WSCloseCode.INTERNAL_ERROR, b""
         if how in _PUMP_ENDS:
             return WSCloseCode.OK, b""
         return WSCloseCode.OK, how[:100].encode()  # our hang-up: its reason
 
-    async def _read_loop(self, ws: web.WebSocketResponse, session: _MediaSession) -> None:
+    async def _read_loop(self, ws: web.WebSocketResponse,
+                         connection: _MediaStreamConnection) -> None:
         """Fallback when aiohttp's internals are not as `fastws` expects: a wake-up per message."""
-        handle = session.handle
+        handle = connection.handle
         async for msg in ws:
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                 if not handle(msg.data):
                     break
             elif msg.type is WSMsgType.ERROR:
-                session.socket_error(ws.exception())
+                connection.socket_error(ws.exception())
                 break
 
     def _count_error(

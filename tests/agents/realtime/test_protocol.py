@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.brain import CallContext
-from agents.realtime.protocol import RealtimeSession, SessionConfig
+from agents.realtime.protocol import RealtimeConversation, SessionConfig
 from agents.settings import OpenAISettings
 from agents.tools import BUILTIN_TOOLS
 from ops.dev.fake_realtime import ClientError, check_client_event
@@ -22,8 +22,8 @@ from tests.fakes.clock import ManualClock
 FRAME = 160
 
 
-def make(turn_detection: str = "ours", **config: Any) -> tuple[RealtimeSession, RecordingOutput,
-                                                             ManualClock]:
+def make(turn_detection: str = "ours",
+         **config: Any) -> tuple[RealtimeConversation, RecordingOutput, ManualClock]:
     out = RecordingOutput()
     clock = ManualClock(100.0)
     cfg = SessionConfig(
@@ -32,11 +32,11 @@ def make(turn_detection: str = "ours", **config: Any) -> tuple[RealtimeSession, 
         tools=tuple(t.definition() for t in BUILTIN_TOOLS),
         **config,
     )
-    session = RealtimeSession(cfg, out, clock=clock, call_sid="CAtest")
+    session = RealtimeConversation(cfg, out, clock=clock, call_sid="CAtest")
     return session, out, clock
 
 
-def sent(session: RealtimeSession) -> list[dict[str, Any]]:
+def sent(session: RealtimeConversation) -> list[dict[str, Any]]:
     """Drain the outbox; every event must be one the GA service accepts."""
     events = [msgspec.json.decode(m) for m in session.data_to_send()]
     for event in events:
@@ -48,35 +48,35 @@ def types(events: list[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in events]
 
 
-def server(session: RealtimeSession, **event: Any) -> None:
+def server(session: RealtimeConversation, **event: Any) -> None:
     event.setdefault("event_id", "event_x")
     session.receive(msgspec.json.encode(event))
 
 
-def created(session: RealtimeSession, response_id: str) -> None:
+def created(session: RealtimeConversation, response_id: str) -> None:
     server(session, type="response.created",
            response={"id": response_id, "object": "realtime.response", "status": "in_progress"})
 
 
-def delta(session: RealtimeSession, response_id: str, item_id: str, audio: bytes) -> None:
+def delta(session: RealtimeConversation, response_id: str, item_id: str, audio: bytes) -> None:
     server(session, type="response.output_audio.delta", response_id=response_id, item_id=item_id,
            output_index=0, content_index=0, delta=base64.b64encode(audio).decode())
 
 
-def done(session: RealtimeSession, response_id: str, status: str = "completed",
+def done(session: RealtimeConversation, response_id: str, status: str = "completed",
          usage: dict[str, Any] | None = None) -> None:
     server(session, type="response.done",
            response={"id": response_id, "status": status, "output": [], "usage": usage})
 
 
-def opened(**kwargs: Any) -> tuple[RealtimeSession, RecordingOutput, ManualClock]:
+def opened(**kwargs: Any) -> tuple[RealtimeConversation, RecordingOutput, ManualClock]:
     session, out, clock = make(**kwargs)
     session.connection_made()
     sent(session)
     return session, out, clock
 
 
-def speak(session: RealtimeSession, ms: int = 600) -> None:
+def speak(session: RealtimeConversation, ms: int = 600) -> None:
     audio = speech_ulaw("I would like to book a table")[: ms * 8]
     for frame in frames(audio, FRAME):
         session.push_audio(frame)
@@ -111,7 +111,7 @@ def test_greeting_instructions_from_config_and_call_context() -> None:
     context = CallContext(call_sid="CA1", caller_name="Maria", direction="outbound")
     config = SessionConfig.for_call(settings, context)
     assert "Maria" in config.instructions and "outbound" in config.instructions
-    session = RealtimeSession(config, RecordingOutput())
+    session = RealtimeConversation(config, RecordingOutput())
     session.connection_made()
     greeting = sent(session)[1]
     assert "Hi, Acme dental!" in greeting["response"]["instructions"]
