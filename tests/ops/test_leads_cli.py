@@ -10,15 +10,20 @@ import os
 import pty
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from ops.leads_cli import register as register_leads
 from ops.store_cli import register as register_store
+from sms.leads_csv import leads_to_csv_bytes
 from store.database import open_database
 from store.models import Lead
+from tests.sms.test_leads_csv import normalize_ok, stored_leads
 from tests.store.conftest import backend_url
 
 LEADLINE = str(Path(sys.executable).with_name("leadline"))
@@ -394,3 +399,39 @@ def test_store_failure_mid_import_says_what_was_committed(
     assert stored == 1000  # the first batch (rows 1–1000) committed, the second not at all
     assert "rows 1–1000 imported before the error" in err
     assert "rows 1–1000" in json.loads(out)["error"]
+
+
+def test_config_file_names_the_database(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    url = fresh_url(tmp_path, "configured")
+    config = tmp_path / "leadline.toml"
+    config.write_text(f'[store]\ndatabase_url = "{url}"\n')
+    src = tmp_path / "leads.csv"
+    src.write_text("Mobile,Full Name\n(415) 555-2671,\"Ruiz, Ana\"\n")
+    assert run("leads", "import", str(src), "--json", "--config", str(config)) == 0
+    assert out_json(capsys)["created"] == 1  # type: ignore[index]
+    assert run("leads", "list", "--json", "--config", str(config)) == 0
+    [lead] = out_json(capsys)  # type: ignore[misc]
+    assert (lead["first_name"], lead["last_name"]) == ("Ana", "Ruiz")
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(stored=st.lists(stored_leads(), min_size=1, max_size=6, unique_by=lambda x: x.phone))
+def test_export_import_round_trip_through_the_store(
+    stored: list[Lead], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Arbitrary leads (accents, quotes, commas, newlines, odd attribute keys) → CSV →
+    store A → export → store B: B holds exactly A's fields."""
+    assume(all(normalize_ok(x.phone) for x in stored))
+    with tempfile.TemporaryDirectory() as tmp:
+        first = Path(tmp) / "first.csv"
+        first.write_bytes(leads_to_csv_bytes(stored))
+        a, b = fresh_url(Path(tmp), "a"), fresh_url(Path(tmp), "b")
+        assert run("leads", "import", str(first), "--json", "--database-url", a) == 0
+        assert run("leads", "export", f"{tmp}/a.csv", "--database-url", a) == 0
+        assert run("leads", "import", f"{tmp}/a.csv", "--json", "--database-url", b) == 0
+        capsys.readouterr()
+        in_a, in_b = asyncio.run(all_leads(a)), asyncio.run(all_leads(b))
+    assert sorted(map(comparable, in_a)) == sorted(comparable(x) for x in stored)
+    assert sorted(map(comparable, in_b)) == sorted(map(comparable, in_a))
