@@ -246,3 +246,57 @@ class FakeTwilioRest:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake on its own (demos, the README's worked example): every message it
+    accepts is printed as one JSON line.
+
+        python -m tests.fakes.twilio_rest --port 8002 --account-sid AC… --auth-token T
+    """
+    import argparse
+    import json
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.twilio_rest")
+    parser.add_argument("--port", type=int, default=8002)
+    parser.add_argument("--account-sid", required=True)
+    parser.add_argument("--auth-token", required=True)
+    parser.add_argument("--deliver-callbacks", action="store_true",
+                        help="post signed sent/delivered status callbacks, as Twilio does")
+    args = parser.parse_args(argv)
+
+    class _Printing(FakeTwilioRest):
+        async def create_message(self, request: web.Request) -> web.Response:
+            before = len(self.messages)
+            response = await super().create_message(request)
+            if len(self.messages) > before:
+                m = self.messages[-1]
+                print(json.dumps({"sid": m.sid, "to": m.to, "from": m.from_ or
+                                  m.messaging_service_sid, "body": m.body}), flush=True)
+            return response
+
+    async def run() -> None:
+        fake = _Printing(args.account_sid, args.auth_token,
+                         deliver_callbacks=args.deliver_callbacks)
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", fake.create_message)
+        app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{call}.json", fake.update_call)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", args.port).start()
+        print(f"fake Twilio REST on http://127.0.0.1:{args.port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await fake.stop()
+        await runner.cleanup()
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
