@@ -3,10 +3,11 @@
     .venv/bin/python -m benchmarks.store_bench [--callers 1000000] [--turns 50000]
         [--backends sqlite,postgresql] [--pg-url postgresql://postgres@127.0.0.1:5432/test]
 
-Prints one JSON line per figure. Targets (issue #4): lookup p99 <= 2 ms with
-1 M callers, >= 5,000 turns/s persisted, on each backend. The lookup is the
-public `get_caller(phone)`, phone normalisation included, as the greeting
-path calls it. PostgreSQL runs in a throwaway schema, dropped at the end;
+Prints one JSON line per figure. Targets: lookup p99 <= 2 ms with 1 M callers
+(the greeting waits on it, within a 100 ms budget shared with the network), and
+>= 5,000 turns/s persisted (every turn of every call goes through it), on each
+backend. The lookup is the public `get_caller(phone)`, phone normalisation
+included, as the greeting path calls it. PostgreSQL runs in a throwaway schema, dropped at the end;
 SQLite in a temporary directory.
 """
 

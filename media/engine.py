@@ -370,10 +370,10 @@ class MediaEngine:
         self.vad_errors = 0
         self.call_errors = 0
         self.ticks = 0
-        # Recent samples, bounded. End of turn: end of the last speech window →
-        # decision (EndOfTurn.silence_ms, so stop_ms included). Barge-in: speech
-        # onset → decision.
-        # End-of-turn commit latency beyond the configured silence, and barge-in latency.
+        # Recent samples, bounded. End of turn: how much longer than `vad.stop_ms`
+        # the caller's silence lasted before we committed (EndOfTurn.silence_ms minus
+        # stop_ms: the silence we wait for on purpose is not latency). Barge-in:
+        # speech onset → decision.
         self.end_of_turn_latency_ms = SampleRing(sample_window, END_OF_TURN_BOUNDS_MS)
         self.barge_in_latency_ms = SampleRing(sample_window, BARGE_IN_BOUNDS_MS)
         self.tick_seconds = SampleRing(sample_window, TICK_BOUNDS_S)

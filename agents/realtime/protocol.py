@@ -33,6 +33,7 @@ response that was lost, so the caller just continues.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections import deque
@@ -206,6 +207,17 @@ class ContextTurn:
 Action = Callable[[], None]
 
 
+class _Reply(enum.Enum):
+    """A response the caller is waiting for that cannot be asked for right now."""
+
+    NONE = "none"
+    # Wanted while another response is in flight: sent at that one's `response.done`.
+    DEFERRED = "deferred"
+    # Lost with a connection (or wanted while there was none): asked for once the
+    # next connection is made, after the context is restored.
+    OWED = "owed"
+
+
 @dataclass(slots=True)
 class _Requested:
     """A `response.create` sent and not yet answered by `response.created`."""
@@ -267,10 +279,10 @@ class RealtimeConversation:
         self._offline_commit: bytes | None = None
         self._requested: deque[_Requested] = deque()
         self._active: _Active | None = None
-        self._want_response = False
+        self._reply = _Reply.NONE
+        # Follow-ups (end_call, transfer) of the deferred response.
         self._want_actions: list[Action] = []
         self._reply_actions: list[Action] = []
-        self._answer_owed = False
         self._turn_end_at: float | None = None
         self._item_audio: dict[str, int] = {}
         self._known_calls: set[str] = set()
@@ -324,11 +336,11 @@ class RealtimeConversation:
             # The caller finished a turn while we were disconnected: replay and commit it.
             self._queue_audio(offline)
             self._send_commit()
-            self._answer_owed = True
+            self._reply = _Reply.OWED
         if self._replay:
             self._queue_audio(bytes(self._replay))
-        if self._answer_owed:
-            self._answer_owed = False
+        if self._reply is _Reply.OWED:
+            self._reply = _Reply.NONE
             self._request_response()
 
     def connection_lost(self) -> None:
@@ -338,6 +350,7 @@ class RealtimeConversation:
         self.state = "lost"
         self._outbox.clear()
         self._queued_audio = 0
+        deferred = self._reply is _Reply.DEFERRED
         active = self._active
         if active is not None:
             if not active.cancelled:
@@ -346,17 +359,16 @@ class RealtimeConversation:
                         self.output.agent_audio_done(item_id)
                 # A response cut before any audio is owed to the caller again.
                 if not active.first_audio_at:
-                    self._answer_owed = True
+                    self._reply = _Reply.OWED
             self._run(active.actions)
             self._active = None
         while self._requested:
             requested = self._requested.popleft()
             if not requested.cancelled:
-                self._answer_owed = True
+                self._reply = _Reply.OWED
             self._run(requested.actions)
-        if self._want_response:
-            self._want_response = False
-            self._answer_owed = True
+        if deferred:
+            self._reply = _Reply.OWED
             self._reply_actions[:0] = self._want_actions
             self._want_actions = []
 
@@ -376,8 +388,7 @@ class RealtimeConversation:
         return (
             self.state == "open"
             and not self.responding
-            and not self._want_response
-            and not self._answer_owed
+            and self._reply is _Reply.NONE
         )
 
     @property
@@ -429,13 +440,14 @@ class RealtimeConversation:
 
     def cancel(self) -> None:
         """Barge-in: stop the response in flight; its late deltas will be dropped."""
-        self._want_response = False
+        if self._reply is _Reply.DEFERRED:
+            self._reply = _Reply.NONE
         if self._want_actions:
             # Deferred tool follow-ups (end_call, transfer) wait for the next reply.
             self._reply_actions[:0] = self._want_actions
             self._want_actions = []
         if self.state != "open":
-            self._answer_owed = False
+            self._reply = _Reply.NONE
             return
         needed = False
         active = self._active
@@ -488,7 +500,7 @@ class RealtimeConversation:
         self._history.append(ContextTurn("function_call_output", text=output, call_id=call_id))
         if self.state != "open":
             if respond:
-                self._answer_owed = True
+                self._reply = _Reply.OWED
             return
         if call_id in self._known_calls:
             self._queue(
@@ -659,8 +671,8 @@ class RealtimeConversation:
                         self.output.agent_audio_done(item_id)
             self._active = None
             self._run(active.actions)
-        if self._want_response and not self.responding and self.state == "open":
-            self._want_response = False
+        if self._reply is _Reply.DEFERRED and not self.responding and self.state == "open":
+            self._reply = _Reply.NONE
             self._send_create(self._want_actions)
             self._want_actions = []
 
@@ -711,7 +723,7 @@ class RealtimeConversation:
                 if requested.event_id == event_id:
                     self._requested.remove(requested)
                     if code == "conversation_already_has_active_response":
-                        self._want_response = True
+                        self._reply = _Reply.DEFERRED
                         self._want_actions.extend(requested.actions)
                     else:
                         self._run(requested.actions)
@@ -768,7 +780,7 @@ class RealtimeConversation:
     def _request_response(self, *, greeting: bool = False) -> None:
         actions, self._reply_actions = self._reply_actions, []
         if self.responding:
-            self._want_response = True
+            self._reply = _Reply.DEFERRED
             self._want_actions.extend(actions)
             return
         self._send_create(actions, greeting=greeting)
