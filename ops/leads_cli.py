@@ -112,7 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     " invalid; exit 2 if any is."))
     add.add_argument("numbers", nargs="*", metavar="NUMBER")
     add.add_argument("--file", default=None,
-                     help="also read numbers from this file, one per line (# comments)")
+                     help="also read numbers from this file: one per line (# comments), or"
+                          " a CSV with a phone column")
     add.add_argument("--reason", default=None, help="why (kept with each entry)")
     add.set_defaults(func=cmd_dnc_add)
     dnc_list = _with_db(dnc_sub.add_parser(
@@ -408,8 +409,7 @@ def cmd_dnc_add(args: argparse.Namespace) -> int:
             text = Path(args.file).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             return _fail(args, f"cannot read {args.file}: {exc}")
-        inputs += [s for line in text.splitlines()
-                   if (s := line.split("#", 1)[0].strip())]
+        inputs += _numbers_in(text)
     if not inputs:
         return _fail(args, "give numbers to add, or --file")
     valid: dict[str, None] = {}
@@ -433,6 +433,26 @@ def cmd_dnc_add(args: argparse.Namespace) -> int:
         return 2 if invalid else 0
 
     return _with_database(args, run)
+
+
+def _numbers_in(text: str) -> list[str]:
+    """Numbers from a --file: one per line ("#" starts a comment), or a CSV whose header
+    has a phone column (a complaint log or another tool's export), read from that
+    column."""
+    import csv
+
+    from sms.leads_csv import header_aliases, header_key
+
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    cells = next(csv.reader([first]), [])
+    aliases = header_aliases()
+    column = next((i for i, cell in enumerate(cells)
+                   if aliases.get(header_key(cell.strip())) == "phone"), None)
+    if column is None:
+        return [s for line in lines if (s := line.split("#", 1)[0].strip())]
+    rows = csv.reader(lines[lines.index(first) + 1 :])
+    return [cell for row in rows if len(row) > column and (cell := row[column].strip())]
 
 
 def cmd_dnc_list(args: argparse.Namespace) -> int:

@@ -435,3 +435,15 @@ def test_export_import_round_trip_through_the_store(
         in_a, in_b = asyncio.run(all_leads(a)), asyncio.run(all_leads(b))
     assert sorted(map(comparable, in_a)) == sorted(comparable(x) for x in stored)
     assert sorted(map(comparable, in_b)) == sorted(map(comparable, in_a))
+
+
+def test_dnc_file_may_be_a_csv_with_a_phone_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = fresh_url(tmp_path, "dnc-csv")
+    log = tmp_path / "complaints.csv"
+    log.write_text('Date,Cell Phone,Note\n2025-03-01,(415) 555-2671,"said stop, twice"\n'
+                   "2025-03-02,,no number\n2025-03-02,212-555-0100,\n")
+    assert run("dnc", "add", "--file", str(log), "--reason", "complaint", "--json",
+               "--database-url", url) == 0
+    assert json.loads(capsys.readouterr().out) == {"added": 2, "already": 0, "invalid": []}
