@@ -7,15 +7,17 @@ budget. Everything else returns at once:
 
 - turns go to the `TurnWriter` (one journal `write` per turn, SQL behind it,
   replayed at the next start after a SIGKILL);
-- call records, caller bookkeeping and names go through a few ordered worker
-  lanes (one lane per call, chosen by its sid, so a call's start is written
-  before its end; bounded queues, so a stalled database costs memory only up
-  to a limit and then counted drops, never the call);
+- call records, caller bookkeeping and names go through ordered write-behind
+  lanes (`store.lanes`: a call's sid picks its lane, so its start is written
+  before its end; bounded, so a stalled database costs memory only up to a
+  limit and then counted drops, never the call);
 - session updates (Redis, memory when Redis is away) go through lanes of their
   own, so a slow SQL write never delays what other processes see in Redis.
 
-Caller memory (`agents.memory`) decides what a lookup means and how names are
-heard; this module only moves its answers between the call and the store.
+The rules live below this module: caller memory (`agents.memory`) decides what
+a lookup means and how names are heard, `store.retention` what is purged when.
+What is left here is the mapping from call events to store jobs, and the
+/health view of it all.
 
 Sessions are deleted when the call ends (the record lives on in SQL); their
 TTL (`session_timeout`) only cleans up after a process that died mid-call.
