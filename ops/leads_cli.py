@@ -168,6 +168,11 @@ def cmd_leads_import(args: argparse.Namespace) -> int:
         args.source = args.source.strip() or None
         if args.source is not None and len(args.source) > MAX_FIELD_LENGTH:
             return _fail(args, f"--source longer than {MAX_FIELD_LENGTH} characters")
+    import phonenumbers
+
+    args.region = args.region.upper()
+    if args.region not in phonenumbers.SUPPORTED_REGIONS:
+        return _fail(args, f"--region {args.region!r} is not a country code (ISO 3166, e.g. US)")
     try:
         fp = open(path, "rb")  # opened before the store, so a bad path fails fast
     except OSError as exc:

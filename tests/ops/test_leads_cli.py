@@ -447,3 +447,17 @@ def test_dnc_file_may_be_a_csv_with_a_phone_column(
     assert run("dnc", "add", "--file", str(log), "--reason", "complaint", "--json",
                "--database-url", url) == 0
     assert json.loads(capsys.readouterr().out) == {"added": 2, "already": 0, "invalid": []}
+
+
+def test_region_for_national_numbers(tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    url = fresh_url(tmp_path, "region")
+    src = tmp_path / "uk.csv"
+    src.write_text("Phone,Name\n020 7946 0958,Ada\n")
+    assert run("leads", "import", str(src), "--region", "gb", "--json",
+               "--database-url", url) == 0
+    assert out_json(capsys)["created"] == 1  # type: ignore[index]
+    assert run("leads", "show", "+442079460958", "--json", "--database-url", url) == 0
+    capsys.readouterr()
+    assert run("leads", "import", str(src), "--region", "XX", "--database-url", url) == 2
+    assert "--region 'XX'" in capsys.readouterr().err
