@@ -186,6 +186,11 @@ class Messaging:
         for kind, n in hs.bad.items():
             bad.add_metric([kind], n)
         yield bad
+        failed = CounterMetricFamily("leadline_sms_webhook_failures",
+                                     "SMS webhooks answered 500, by cause", labels=["cause"])
+        failed.add_metric(["store"], hs.store_errors)
+        failed.add_metric(["internal"], hs.errors)
+        yield failed
         yield CounterMetricFamily("leadline_sms_unknown_status_sids",
                                   "Status callbacks for a message we never sent",
                                   value=cs.unknown_status_sids)

@@ -41,6 +41,7 @@ class SmsHttpStats:
         self.forged = 0
         self.bad: dict[str, int] = dict.fromkeys(ERROR_KINDS, 0)
         self.store_errors = 0
+        self.errors = 0  # anything else that failed a webhook (a bug): logged with its trace
 
 
 class SmsRoutes:
@@ -87,6 +88,11 @@ class SmsRoutes:
             log.error("inbound SMS not stored: %s", exc,
                       extra={"message_sid": message.message_sid})
             return web.Response(status=500, text="store unavailable")
+        except Exception:
+            self.stats.errors += 1
+            log.exception("inbound SMS failed",
+                          extra={"message_sid": message.message_sid})
+            return web.Response(status=500, text="internal error")
         return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
     async def status(self, request: web.Request) -> web.Response:
@@ -105,4 +111,9 @@ class SmsRoutes:
             log.error("status callback not stored: %s", exc,
                       extra={"message_sid": report.message_sid})
             return web.Response(status=500, text="store unavailable")
+        except Exception:
+            self.stats.errors += 1
+            log.exception("status callback failed",
+                          extra={"message_sid": report.message_sid})
+            return web.Response(status=500, text="internal error")
         return web.Response(status=200, text="")

@@ -37,7 +37,10 @@ KNOWN_STATUSES = frozenset(MESSAGE_STATUS_RANK) - {"pending"}
 OPT_OUT_TYPES = frozenset({"STOP", "START", "HELP"})
 
 # Why a webhook was refused, for counters (one label value each).
-ERROR_KINDS = ("missing_field", "bad_sid", "bad_from", "bad_status")
+ERROR_KINDS = ("missing_field", "bad_sid", "bad_from", "bad_status", "too_large")
+# Longest body stored (the store's bound). Twilio's own limit is 1,600 characters per SMS
+# and an MMS body is not far beyond; a body this long is not from a handset.
+MAX_BODY_CHARS = 100_000
 
 _INBOUND_FIELDS = frozenset({
     "MessageSid", "SmsSid", "SmsMessageSid", "AccountSid", "MessagingServiceSid", "From",
@@ -111,6 +114,9 @@ def parse_inbound(form: Mapping[str, str]) -> InboundSms:
     from_number = _phone(raw_from)
     if from_number is None:
         raise WebhookError("bad_from", f"From is not a phone number: {raw_from[:64]!r}")
+    body = form.get("Body") or ""
+    if len(body) > MAX_BODY_CHARS:
+        raise WebhookError("too_large", f"Body of {len(body)} characters")
     raw_to = (form.get("To") or "").strip()
     num_media = _count(form.get("NumMedia"), 0, 0, MAX_MEDIA)
     media = tuple(
@@ -125,7 +131,7 @@ def parse_inbound(form: Mapping[str, str]) -> InboundSms:
         message_sid=sid,
         from_number=from_number,
         to_number=_phone(raw_to) or raw_to[:64],
-        body=form.get("Body") or "",
+        body=body,
         account_sid=(form.get("AccountSid") or "").strip()[:64],
         messaging_service_sid=(form.get("MessagingServiceSid") or "").strip()[:64],
         num_media=num_media,

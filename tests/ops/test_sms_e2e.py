@@ -208,13 +208,17 @@ async def test_forged_and_bad_webhooks(rig: Rig) -> None:
         assert resp.status == 403
     no_from = {k: v for k, v in form.items() if k != "From"}
     assert (await rig.post("/twilio/sms", no_from)).status == 400
+    huge = {**form, "MessageSid": "SM" + "2" * 32, "Body": "x" * 100_001}
+    assert (await rig.post("/twilio/sms", huge)).status == 400
     unknown = {"MessageSid": "SM" + "1" * 32, "MessageStatus": "delivered"}
     assert (await rig.post("/twilio/sms-status", unknown)).status == 200
     async with rig.http.get(rig.url + "/metrics") as resp:
         text = await resp.text()
     assert "leadline_sms_forged_signatures_total 3.0" in text
     assert 'leadline_sms_bad_webhooks_total{kind="missing_field"} 1.0' in text
+    assert 'leadline_sms_bad_webhooks_total{kind="too_large"} 1.0' in text
     assert "leadline_sms_unknown_status_sids_total 1.0" in text
+    assert 'leadline_sms_webhook_failures_total{cause="internal"} 0.0' in text
     assert rig.bodies() == []
 
 

@@ -47,6 +47,12 @@ def test_bodies_are_stored_whole(body: str) -> None:
     assert parse_inbound(form(Body=body)).body == body
 
 
+def test_a_body_no_handset_could_send_is_refused() -> None:
+    with pytest.raises(WebhookError) as err:
+        parse_inbound(form(Body="x" * 100_001))
+    assert err.value.kind == "too_large"
+
+
 def test_missing_body_is_an_empty_message() -> None:
     f = form()
     del f["Body"]
