@@ -68,3 +68,19 @@ def test_any_text_is_normalised_or_refused_and_results_are_fixed_points(
         return
     assert e164.startswith("+") and e164[1:].isdigit()
     assert normalize_phone(e164, "US") == e164
+
+
+@pytest.mark.parametrize(
+    "lookalike",
+    ["+014155552671", "+\u0661\u0664\u0661\u0665\u0665\u0665\u0665\u0662\u0666\u0667\u0661",
+     " +14155552671", "+1 4155552671", "+1415555267１"],
+)
+def test_only_the_exact_canonical_spelling_skips_the_parser(lookalike: str) -> None:
+    """A number produced once is remembered; a different spelling of it still goes through
+    the parser, so what comes back is always canonical (or refused)."""
+    assert normalize_phone("(415) 555-2671") == "+14155552671"
+    try:
+        result = normalize_phone(lookalike)
+    except InvalidPhoneNumber:
+        return
+    assert result == "+14155552671"
