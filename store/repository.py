@@ -35,6 +35,7 @@ from store.database import (
     storable_text,
 )
 from store.dialect import Dialect
+from store.dialer_repo import DialerRepoMixin
 from store.errors import SchemaTooNew, StoreError
 from store.models import (
     CONSENT_CHANNELS,
@@ -175,7 +176,7 @@ class Tx(abc.ABC):
         return await self.insert_rows(head, [kind for _, kind in columns], rows, tail)
 
 
-class SqlRepository(Database):
+class SqlRepository(DialerRepoMixin, Database):
     """All of `Database` in SQL. Subclasses give the driver; see the module docstring."""
 
     dialect: ClassVar[Dialect]
