@@ -3,7 +3,10 @@
 Rules rather than a model, because the cost of a wrong name is high ("Welcome
 back, Fine!") and the phrasings are few: a trigger ("my name is", "I'm",
 "this is", "call me", "it's", …) followed by one to three name-like words, or,
-right after we asked for the name, an utterance that is nothing but a name.
+right after we asked for the name, an utterance that is nothing but a name
+(fillers, a polite word, a spelling "A-N-A" and a repeat "Lopez, Maria Lopez"
+around it are allowed), or a self-introduction on the phone ("Dave here",
+"Karen speaking").
 
 Precision over recall: strong triggers ("my name is") accept any non-stop
 word; weak ones ("I'm", "this is", "it's") also need the word to look like a
@@ -90,6 +93,13 @@ hi hello hey thanks thank please yes yeah yep no nope nah uh um er ah oh hmm
 gonna wanna lemme dunno
 """.split())
 
+_PUNCT = {",", ".", "!", "?", ";", ":", "-"}
+_HERE = {"here", "speaking"}
+# What may follow "<name> here" in a self-introduction ("Dave here, calling about…").
+_HERE_NEXT = {"calling", "from", "with", "about", "again", "and", "returning", "regarding",
+              "at", "on", "i", "im", "just", "hi", "hello", "hey", "in", "for"}
+_SPELL_LEAD = {"thats", "that", "is", "its", "spelled", "spelt", "spelling", "like", "as", "in"}
+_SPELLED = re.compile(r"(?:[^\W\d_]-)+[^\W\d_]\.?")
 _TRIGGER_RE = re.compile(
     r"(?<![\w'])(" + "|".join(re.escape(t) for t in _STRONG + _WEAK) + r")(?![\w'])"
 )
@@ -119,6 +129,9 @@ def extract_name(text: str, *, after_name_question: bool = False) -> str | None:
             name = _name_after(text[match.end():], cased=cased, strong=strong)
             if name:
                 return name
+    here = _here_name(text, cased=cased)
+    if here:
+        return here
     if after_name_question and not matches:
         return _lone_name(text, cased=cased)
     return None
@@ -137,19 +150,88 @@ def _name_after(rest: str, *, cased: bool, strong: bool) -> str | None:
     return _collect(tokens[i:], cased=cased, strict=not strong)
 
 
-def _lone_name(text: str, *, cased: bool) -> str | None:
-    tokens = [t for t in _tokens(text) if t not in ",.!?;:-"]
-    while tokens and _bare(tokens[0]) in _FILLERS:
-        tokens.pop(0)
-    while tokens and _bare(tokens[-1]) in _POLITE_TAIL:
-        tokens.pop()
-    if not tokens or len(tokens) > MAX_TOKENS + 1:
+def _here_name(text: str, *, cased: bool) -> str | None:
+    """"Dave here", "hi, Lisa here from 4B", "Karen speaking": how people open a call."""
+    tokens = _tokens(text)
+    i = 0
+    while i < len(tokens) and (tokens[i] in _PUNCT or _bare(tokens[i]) in _FILLERS):
+        i += 1
+    j = i
+    if j < len(tokens) and _bare(tokens[j]) in _HONORIFICS:
+        j += 1
+    while j < len(tokens) and j - i < MAX_TOKENS and \
+            (j == i or not tokens[j - 1].endswith(".")) and \
+            _is_name_word(tokens[j].rstrip("."), cased=cased, strict=True):
+        j += 1
+    if j == i or j >= len(tokens) or _bare(tokens[j]) not in _HERE:
         return None
-    name = _collect(tokens, cased=cased, strict=True)
-    # The whole reply must be the name (an honorific may add one token).
-    if name is None or len(name.split()) != len(tokens):
+    after = tokens[j + 1] if j + 1 < len(tokens) else ""
+    if after and after not in _PUNCT and _bare(after) not in _HERE_NEXT:
+        return None  # "Dave here says…" is about Dave, not from him
+    name = _collect(tokens[i:j], cased=cased, strict=True)
+    if name is None or len(name.split()) != j - i:
         return None
     return name
+
+
+def _lone_name(text: str, *, cased: bool) -> str | None:
+    """The reply is only a name, in one or more pieces that agree ("Lopez, Maria Lopez")."""
+    names = []
+    for segment in _segments(_tokens(text)):
+        while segment and _bare(segment[0]) in _FILLERS:
+            segment.pop(0)
+        while segment and (_bare(segment[-1]) in _POLITE_TAIL or _bare(segment[-1]) in _FILLERS):
+            segment.pop()
+        if not segment or _is_spelling(segment):
+            continue
+        if len(segment) > MAX_TOKENS + 1:
+            return None
+        name = _collect(segment, cased=cased, strict=True)
+        # The whole piece must be the name (an honorific may add one token).
+        if name is None or len(name.split()) != len(segment):
+            return None
+        names.append(name)
+    if not names:
+        return None
+    best = max(names, key=lambda n: len(n.split()))
+    words = set(best.split())
+    if any(not set(n.split()) <= words for n in names):
+        return None  # two different names: ask again rather than guess
+    return best
+
+
+def _segments(tokens: list[str]) -> list[list[str]]:
+    """Pieces between punctuation; a word ending in "." ends a piece unless it is "Dr."."""
+    out: list[list[str]] = [[]]
+    for token in tokens:
+        if token in _PUNCT:
+            out.append([])
+            continue
+        ends = token.endswith(".") and _bare(token) not in _HONORIFICS
+        out[-1].append(token.rstrip(".") if ends else token)
+        if ends:
+            out.append([])
+    pieces = [p for p in out if p]
+    # Unpunctuated repeats: "lopez maria lopez" / "robert robert jones".
+    if len(pieces) == 1 and len(pieces[0]) == 3:
+        a, b, c = (_bare(t) for t in pieces[0])
+        if a == c and a != b:
+            return [pieces[0][:1], pieces[0][1:]]
+        if a == b and b != c:
+            return [pieces[0][:1], pieces[0][1:]]
+    return pieces
+
+
+def _is_spelling(segment: list[str]) -> bool:
+    """"A-N-A", "that's M-O-O-R-E", "k h a n": the caller spelling what they just said."""
+    words = list(segment)
+    while words and _bare(words[0]) in _SPELL_LEAD:
+        words.pop(0)
+    if not words:
+        return False
+    if len(words) == 1:
+        return _SPELLED.fullmatch(words[0]) is not None
+    return all(len(w.rstrip(".")) == 1 and w[0].isalpha() for w in words)
 
 
 def _collect(tokens: list[str], *, cased: bool, strict: bool) -> str | None:
@@ -187,6 +269,8 @@ def _is_name_word(word: str, *, cased: bool, strict: bool) -> bool:
         return True
     if low in _STOP or low in _FILLERS or low in _PARTICLES or len(word) > 30:
         return False
+    if "'" in low and low.split("'")[0] in _STOP:
+        return False  # "I'm", "we're", "it'll": a pronoun's contraction
     if low.endswith("'s") or low.endswith("n't"):
         return False  # "I'm Maria's mother", "it isn't"
     if strict:

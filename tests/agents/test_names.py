@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -105,6 +107,79 @@ TABLE: list[tuple[str, bool, str | None]] = [
     ("Will you be open tomorrow?", False, None),
     ("The Smiths.", True, None),
 ]
+
+
+# Spoken replies the capture rules were improved on: fillers, "<name> here", repeats
+# with the surname first, spelled names, and the sentences that only look like a name.
+SPOKEN: list[tuple[str, bool, str | None]] = [
+    ("Raj.", True, "Raj"),
+    ("raj", True, "Raj"),
+    ("umm, it's Raj", True, "Raj"),
+    ("uh yeah this is, um, Maria", False, "Maria"),
+    ("John here.", False, "John"),
+    ("john here, calling about the leak", False, "John"),
+    ("hey it's uh mike here", False, "Mike"),
+    ("Hi, Ellen here from the third floor.", False, "Ellen"),
+    ("Dana speaking.", False, "Dana"),
+    ("Garcia, Elena Garcia.", True, "Elena Garcia"),
+    ("garcia elena garcia", True, "Elena Garcia"),
+    ("Jones. Robert Jones.", True, "Robert Jones"),
+    ("Ivan, I-V-A-N.", True, "Ivan"),
+    ("Beth Moore, that's M-O-O-R-E.", True, "Beth Moore"),
+    ("Omar, yes.", True, "Omar"),
+    ("Rita, okay?", True, "Rita"),
+    ("my name's tina", False, "Tina"),
+    ("um so my name's Tina", False, "Tina"),
+    ("yeah you can call me jo", False, "Jo"),
+    ("I'm calling about the furnace.", False, None),
+    ("this is urgent", False, None),
+    ("I'm fine", False, None),
+    ("it's leaking", False, None),
+    ("It's leaking.", True, None),
+    ("it's dripping everywhere", False, None),
+    ("I'm here at the property.", False, None),
+    ("nobody here knows", False, None),
+    ("I'm outside.", False, None),
+    ("Here.", True, None),
+    ("hold on", True, None),
+    ("the kitchen", True, None),
+    ("this is taking too long", False, None),
+    ("it's an emergency", True, None),
+    ("I'm locked out", False, None),
+    ("come here", False, None),
+    ("right here", True, None),
+    ("I'm the tenant, not the owner.", False, None),
+]
+
+
+def test_spoken_replies() -> None:
+    wrong = [
+        (text, got, want)
+        for text, asked, want in SPOKEN
+        if (got := extract_name(text, after_name_question=asked)) != want
+    ]
+    assert not wrong, wrong
+
+
+def _held_out(name: str) -> list[tuple[str, bool, str | None]]:
+    rows = []
+    for line in (Path(__file__).parent / name).read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            asked, want, text = line.split("\t")
+            rows.append((text, asked == "1", None if want == "-" else want))
+    return rows
+
+
+@pytest.mark.parametrize("name", ["names_heldout.tsv", "names_heldout2.tsv"])
+def test_held_out_capture(name: str) -> None:
+    """Rates on text the rules never saw while tuning (see the files' headers)."""
+    rows = _held_out(name)
+    wrong = [(text, got, want) for text, asked, want in rows
+             if (got := extract_name(text, after_name_question=asked)) != want]
+    rate = 1 - len(wrong) / len(rows)
+    print(f"\n{name}: {rate:.3f} of {len(rows)}")
+    assert len(rows) >= 30
+    assert rate >= 0.9, wrong
 
 
 def test_table_is_large_and_balanced() -> None:
