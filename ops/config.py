@@ -18,6 +18,7 @@ import msgspec
 
 from agents.chat.settings import SmsSettings
 from agents.compliance.settings import ComplianceSettings
+from agents.nlu.settings import NluSettings
 from agents.settings import BrainSettings, OpenAISettings, ScriptedSettings
 from media.settings import MediaSettings, RecordingSettings, VadSettings
 from sms.settings import OutboxSettings
@@ -73,6 +74,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     sms: SmsSettings = msgspec.field(default_factory=SmsSettings)
     compliance: ComplianceSettings = msgspec.field(default_factory=ComplianceSettings)
+    nlu: NluSettings = msgspec.field(default_factory=NluSettings)
     sms_outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
 
     @property

@@ -1,7 +1,9 @@
 """Store and NLU ops commands, mounted under `leadline` by ops/cli.py via `register`.
 
-    leadline nlu name TEXT [--after-question]
+    leadline nlu name TEXT | --file F [--after-question]
     leadline nlu intent TEXT | --file F [--config FILE]
+    leadline nlu triage TEXT | --file F [--industry I] [--config FILE]
+    leadline nlu entities TEXT | --file F [--now ISO] [--zone Z] [--config FILE]
     leadline db migrate | db backup PATH | db purge [--days N]
     leadline callers show NUMBER
     leadline calls list [--since ISO] [--limit N]
@@ -35,8 +37,10 @@ ENV_RETENTION = "LEADLINE_STORE_RETENTION_DAYS"
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     nlu = subparsers.add_parser("nlu", help="check the local language helpers")
     nlu_sub = nlu.add_subparsers(dest="nlu_command", required=True)
-    name = nlu_sub.add_parser("name", help='print {"name": …} found in TEXT (null when none)')
-    name.add_argument("text")
+    name = nlu_sub.add_parser(
+        "name", help='print {"name": …} found in TEXT (null when none); --file: {"text", "name"}')
+    name.add_argument("text", nargs="?")
+    name.add_argument("--file", help="one utterance per line, in order ('-': stdin)")
     name.add_argument("--after-question", action="store_true",
                       help="TEXT answers 'what is your name?' (a lone name counts)")
     name.add_argument("--json", action="store_true", help="(the output is always JSON)")
@@ -49,6 +53,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="TOML config; with [sms] llm_base_url the LLM refines the rules")
     intent.add_argument("--json", action="store_true", help="(the output is always JSON)")
     intent.set_defaults(func=cmd_nlu_intent)
+    triage = nlu_sub.add_parser(
+        "triage", help='print {"text", "priority", "emergency", "life_safety", "category"} '
+                       "per caller utterance, one JSON line each")
+    triage.add_argument("text", nargs="?", help="one caller utterance")
+    triage.add_argument("--file", help="one utterance per line, in order ('-': stdin)")
+    triage.add_argument("--industry", default=None,
+                        help="plumbing, hvac, electrical, medical, dental, legal or general "
+                             "(default: [nlu] industry)")
+    triage.add_argument("--config", default=None, help="TOML config to read [nlu] from")
+    triage.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    triage.set_defaults(func=cmd_nlu_triage)
+    ents = nlu_sub.add_parser(
+        "entities", help='print {"text", "phones", "emails", "dates", "amounts", "addresses", '
+                         '"names"} per caller utterance, one JSON line each')
+    ents.add_argument("text", nargs="?", help="one caller utterance")
+    ents.add_argument("--file", help="one utterance per line, in order ('-': stdin)")
+    ents.add_argument("--now", default=None,
+                      help="ISO time that relative dates count from (default: now)")
+    ents.add_argument("--zone", default=None,
+                      help="IANA zone of the business (default: [nlu] zone, else UTC)")
+    ents.add_argument("--config", default=None, help="TOML config to read [nlu] from")
+    ents.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    ents.set_defaults(func=cmd_nlu_entities)
 
     db = subparsers.add_parser("db", help="the SQL store")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -96,7 +123,93 @@ def _with_db(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def cmd_nlu_name(args: argparse.Namespace) -> int:
     from agents.nlu.names import extract_name
 
-    _print_json({"name": extract_name(args.text, after_name_question=args.after_question)})
+    if args.file is None:
+        if args.text is None:
+            return _error("no text: give TEXT or --file with one utterance per line")
+        _print_json({"name": extract_name(args.text, after_name_question=args.after_question)})
+        return 0
+    texts = _nlu_texts(args)
+    if isinstance(texts, int):
+        return texts
+    for text in texts:
+        _print_json({"text": text,
+                     "name": extract_name(text, after_name_question=args.after_question)})
+    return 0
+
+
+def _nlu_texts(args: argparse.Namespace) -> list[str] | int:
+    """TEXT or the lines of --file, or the exit code of the refusal (2, said on stderr)."""
+    if args.file is not None:
+        if args.text is not None:
+            return _error("give TEXT or --file, not both")
+        try:
+            from pathlib import Path
+
+            raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return _error(f"cannot read {args.file}: {exc}")
+        texts = raw.splitlines()
+    else:
+        texts = [args.text] if args.text and args.text.strip() else []
+    if not texts:
+        return _error("no text: give TEXT or --file with one utterance per line")
+    return texts
+
+
+def _nlu_settings(args: argparse.Namespace) -> Any:
+    """[nlu] of --config (env overrides applied), or the exit code of the refusal."""
+    from ops import config
+
+    try:
+        return config.load(args.config).nlu
+    except config.ConfigError as exc:
+        return _error(str(exc))
+
+
+def cmd_nlu_triage(args: argparse.Namespace) -> int:
+    """Rules only (agents/nlu/triage.toml); exit 2 for no text or an unknown industry."""
+    texts = _nlu_texts(args)
+    if isinstance(texts, int):
+        return texts
+    nlu = _nlu_settings(args)
+    if isinstance(nlu, int):
+        return nlu
+    from agents.nlu.triage import triage
+
+    industry = args.industry if args.industry is not None else nlu.industry
+    try:
+        results = [triage(text, industry=industry) for text in texts]
+    except ValueError as exc:
+        return _error(str(exc))
+    for r in results:
+        _print_json({"text": r.text, "priority": r.priority, "emergency": r.emergency,
+                     "life_safety": r.life_safety, "category": r.category})
+    return 0
+
+
+def cmd_nlu_entities(args: argparse.Namespace) -> int:
+    """Exit 2 for no text, an unreadable file, a bad --now or an unknown --zone."""
+    texts = _nlu_texts(args)
+    if isinstance(texts, int):
+        return texts
+    nlu = _nlu_settings(args)
+    if isinstance(nlu, int):
+        return nlu
+    now = None
+    if args.now is not None:
+        try:
+            now = datetime.fromisoformat(args.now)
+        except ValueError:
+            return _error(f"--now {args.now!r} is not an ISO 8601 time")
+    from agents.nlu.entities import extract_entities
+
+    zone = args.zone if args.zone is not None else nlu.zone
+    try:
+        results = [extract_entities(text, now=now, zone=zone) for text in texts]
+    except ValueError as exc:
+        return _error(str(exc))
+    for r in results:
+        _print_json(r)
     return 0
 
 
