@@ -21,6 +21,8 @@ from agents.compliance.settings import ComplianceSettings
 from agents.nlu.settings import NluSettings
 from agents.settings import BrainSettings, OpenAISettings, ScriptedSettings
 from media.settings import MediaSettings, RecordingSettings, VadSettings
+from sms.campaigns.settings import CampaignSettings
+from sms.email.settings import EmailSettings
 from sms.settings import OutboxSettings
 from store.settings import SessionsSettings, StoreSettings
 from telephony.settings import TwilioSettings
@@ -32,7 +34,8 @@ ENV_ALIASES = {
     "TWILIO_ACCOUNT_SID": ("twilio", "account_sid"),
     "OPENAI_API_KEY": ("openai", "api_key"),
 }
-SECRET_KEYS = {("twilio", "auth_token"), ("openai", "api_key"), ("sms", "llm_api_key")}
+SECRET_KEYS = {("twilio", "auth_token"), ("openai", "api_key"), ("sms", "llm_api_key"),
+               ("email", "password"), ("email", "unsubscribe_secret")}
 
 
 class ConfigError(ValueError):
@@ -76,6 +79,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     compliance: ComplianceSettings = msgspec.field(default_factory=ComplianceSettings)
     nlu: NluSettings = msgspec.field(default_factory=NluSettings)
     sms_outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
+    campaigns: CampaignSettings = msgspec.field(default_factory=CampaignSettings)
+    email: EmailSettings = msgspec.field(default_factory=EmailSettings)
 
     @property
     def brain_kind(self) -> Literal["scripted", "openai"]:

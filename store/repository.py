@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from store import migrations
+from store.campaign_repo import CampaignRepoMixin
 from store.database import (
     Database,
     check_choice,
@@ -176,7 +177,7 @@ class Tx(abc.ABC):
         return await self.insert_rows(head, [kind for _, kind in columns], rows, tail)
 
 
-class SqlRepository(DialerRepoMixin, Database):
+class SqlRepository(CampaignRepoMixin, DialerRepoMixin, Database):
     """All of `Database` in SQL. Subclasses give the driver; see the module docstring."""
 
     dialect: ClassVar[Dialect]
