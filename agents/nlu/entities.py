@@ -159,8 +159,8 @@ def spoken_digits(text: str) -> tuple[str, list[tuple[int, int]]]:
         run, j = _digit_run(tokens, i)
         if run is not None and j > i:
             start, end = tokens[i][1], tokens[j - 1][2]
-            gap = text[prev_end:start]
-            emit(gap, prev_end, start) if gap else None
+            if prev_end < start:
+                emit(text[prev_end:start], prev_end, start)
             emit(run, start, end)
             prev_end = end
             i = j
@@ -237,8 +237,8 @@ def extract_phones(text: str, *, region: str = DEFAULT_REGION) -> list[Phone]:
     import phonenumbers
 
     written, spans = spoken_digits(text)
-    # "area code 415 …" and "my number is" read fine to people, not to the matcher's
-    # grouping rules: the words are replaced by spaces, keeping the character map.
+    # "area code 415 …" reads fine to people, not to the matcher's grouping rules: the
+    # words become spaces of the same length, so the character map still holds.
     written = _AREA_CODE.sub(lambda m: " " * len(m.group(0)), written)
     found: list[Phone] = []
     seen: set[str] = set()

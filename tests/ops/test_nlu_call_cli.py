@@ -104,6 +104,13 @@ def test_entities_zone_from_config(tmp_path: Path, capsys: pytest.CaptureFixture
         "2026-12-02T15:00:00-08:00"
 
 
+def test_nlu_env_override(monkeypatch: pytest.MonkeyPatch,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LEADLINE_NLU_INDUSTRY", "dental")
+    assert main(["nlu", "triage", "a pipe burst"]) == 0
+    assert _lines(capsys.readouterr().out)[0]["category"] == "other"
+
+
 def test_name_file_in_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "replies.txt"
     f.write_text("Raj.\nI'm fine\nLopez, Maria Lopez\n", encoding="utf-8")

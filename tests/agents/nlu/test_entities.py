@@ -37,6 +37,7 @@ NOW = datetime(2026, 12, 1, 9, 0, tzinfo=ZoneInfo(ZONE))
         ("call me at (415) 555-2671 or 415.555.2672", ["+14155552671", "+14155552672"]),
         ("my cell is +1 212-555-0199", ["+12125550199"]),
         ("four one five five five five twenty six seventy one", ["+14155552671"]),
+        ("it's 41 55 55 26 71", ["+14155552671"]),  # odd grouping: joined, then validated
         ("I have two kids and one dog", []),
         ("oh hi, one moment", []),
         ("it's 555 2671", []),  # seven digits: no area code, not a dialable E.164 number
