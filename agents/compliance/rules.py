@@ -25,7 +25,7 @@ from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from phonenumbers import PhoneNumberType, geocoder
+from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as pn_timezone
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -202,6 +202,10 @@ def number_facts(phone: str) -> NumberFacts:
                 zones = ()
     state = None
     if region in _NANP_US:
+        # Imported here: the geocoder's data takes ~0.5 s to load, and config
+        # validation (every CLI start) needs the rules table but never a lookup.
+        from phonenumbers import geocoder
+
         place = geocoder.description_for_number(number, "en")
         state = _state_from_place(place, load_rules())
     return NumberFacts(e164, True, region, zones, state)
