@@ -18,9 +18,9 @@ What the reader decides, and why:
   nothing has been imported yet: a mis-encoded file would otherwise store garbled names
   for every row before the bad byte. Pass one also finds the last row of every phone, so
   a phone that appears twice becomes ONE lead — the later row wins whole, the earlier
-  is dropped with a warning naming both rows — without holding rows in memory: only
-  the phones seen, as integers, and 8 bytes per row (its phone, so pass two does not
-  normalise it again).
+  is dropped with a warning naming both rows — without holding rows in memory: 9 bytes
+  a row (its phone as an integer, so pass two does not normalise it again) and the
+  repeated rows.
 - Headers are matched through the alias table in sms/csv_headers.toml; unknown columns
   become attributes under their original header. A file that starts with our export
   columns (`EXPORT_COLUMNS`) is read by that exact layout instead, so an attribute
@@ -432,31 +432,52 @@ def read_leads(
     start = fp.tell()
     check = _Records(fp, _pass_progress(on_progress, 1))
     checker = _RowBuilder(check.layout, source=source, default_region=default_region)
-    # E.164 digits as integers (a "+" and up to 15 digits, never a leading 0): the last
-    # row of each phone, and each row's phone for pass two — normalising a number is
-    # the costliest step of a row, so it is done once. 0: pass two works it out again
-    # (no usable phone, or a fallback column whose warning must be written).
-    last_row: dict[int, int] = {}
-    known = array("q")
-    for row, record in check:
+    # Per data row: its phone as E.164 digits (a "+" and at most 15 digits, never a
+    # leading 0, so an int64), 0 when the row will be skipped; and whether pass two may
+    # reuse it (no fallback-column warning to write). Normalising a number is the
+    # costliest step of a row, so it is done once; 9 bytes a row instead of a dict of
+    # every phone seen.
+    codes = array("q")
+    reusable = bytearray()
+    for _row, record in check:
         phone, clean = checker.phone_of(record)
-        code = int(phone[1:]) if phone is not None else 0
-        known.append(code if clean else 0)
-        if code:
-            last_row[code] = row
+        codes.append(int(phone[1:]) if phone is not None else 0)
+        reusable.append(clean)
+    superseded = _superseded(codes)
     fp.seek(start)
     records = _Records(fp, _pass_progress(on_progress, 2))
     builder = _RowBuilder(records.layout, source=source, default_region=default_region)
     for row, record in records:
-        result = builder.build(row, record, known[row - 1] if row <= len(known) else 0)
-        if result.lead is not None:
-            winner = last_row.get(int(result.lead.phone[1:]), row)
-            if winner != row:
-                warning = RowIssue(row, "phone", f"same phone {result.lead.phone} as row"
-                                   f" {winner}; the later row {winner} is imported instead")
-                result = RowResult(row, None, (*result.warnings, warning), (),
-                                   duplicate_of=winner)
+        i = row - 1
+        known = codes[i] if i < len(codes) and reusable[i] else 0
+        result = builder.build(row, record, known)
+        if result.lead is not None and (winner := superseded.get(row)) is not None:
+            warning = RowIssue(row, "phone", f"same phone {result.lead.phone} as row"
+                               f" {winner}; the later row {winner} is imported instead")
+            result = RowResult(row, None, (*result.warnings, warning), (),
+                               duplicate_of=winner)
         yield result
+
+
+def _superseded(codes: array[int]) -> dict[int, int]:
+    """Row → the last row with the same phone, for every row that is not its phone's
+    last (rows with code 0 are skipped ones and never match). One stable sort of the
+    codes: the result holds only the repeated rows, however many phones the file has."""
+    import numpy as np
+
+    if len(codes) < 2:
+        return {}
+    values = np.frombuffer(codes, dtype=np.int64)
+    order = np.argsort(values, kind="stable")  # rows of one phone stay in file order
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(ordered)] - 1  # sorted position of each group's last row
+    repeated = np.flatnonzero((ordered[1:] == ordered[:-1]) & (ordered[1:] != 0))
+    if not repeated.size:
+        return {}
+    group = np.searchsorted(starts, repeated, side="right") - 1
+    last = order[ends[group]]
+    return {int(order[p]) + 1: int(w) + 1 for p, w in zip(repeated, last, strict=True)}
 
 
 def _pass_progress(

@@ -470,3 +470,26 @@ def test_full_name_column_takes_any_text(full: str) -> None:
     assert row.lead is not None
     for name in (row.lead.first_name, row.lead.last_name):
         assert name is None or (name == " ".join(name.split()) and name)
+
+
+def test_superseded_rows() -> None:
+    from array import array
+
+    from sms.leads_csv import _superseded
+
+    codes = array("q", [5, 0, 7, 5, 0, 9, 7, 5, 3])
+    assert _superseded(codes) == {1: 8, 4: 8, 3: 7}  # 1-based rows; 0 = skipped rows
+    assert _superseded(array("q", [1, 2, 3])) == {}
+    assert _superseded(array("q")) == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 6), max_size=40))
+def test_superseded_matches_a_dict(values: list[int]) -> None:
+    from array import array
+
+    from sms.leads_csv import _superseded
+
+    last = {v: row for row, v in enumerate(values, 1) if v}
+    want = {row: last[v] for row, v in enumerate(values, 1) if v and last[v] != row}
+    assert _superseded(array("q", values)) == want
