@@ -31,6 +31,7 @@ from ops.persistence import Persistence
 from ops.reload import ConfigReloader
 from telephony.call import Call
 from telephony.calls import CallManager, CallObserver
+from telephony.dialer.service import DialerService
 from telephony.settings import TwilioSettings
 from telephony.twilio.http import TwilioRoutes, TwilioStats
 
@@ -85,9 +86,14 @@ class Runtime:
         # Call records, turns, caller memory, live sessions.
         self.persistence = Persistence(lambda: self.config)
         self.transfers = RestTransfers(lambda: self.config.twilio)
+        # Outbound calls: callbacks and the live-call observer always; the queue consumer
+        # only with [dialer] enabled (started in `start`).
+        self.dialer = DialerService(lambda: self.config.dialer, lambda: self.config.twilio,
+                                    lambda: self.config.compliance, lambda: self.persistence.db)
         self.calls = CallManager(
             self.engine, self.brains.new_brain, self.brains.fallback_brain,
-            config.server.max_calls, observers=(self.persistence, self.transfers),
+            config.server.max_calls,
+            observers=(self.persistence, self.transfers, self.dialer.observer),
             recording_dir=lambda: (self.config.recording.directory
                                    if self.config.recording.enabled else None),
         )
@@ -124,6 +130,8 @@ class Runtime:
         await prerender(self.config.scripted)
         self.clock.start()
         self.reloader.start()
+        if self.config.dialer.enabled:
+            await self.dialer.start_worker()
         log.info("leadline started", extra={
             "port": self.config.server.port, "brain": self.config.brain_kind,
             "vad": self.config.vad.engine,
@@ -132,6 +140,7 @@ class Runtime:
 
     async def stop(self, app: web.Application) -> None:
         await self.messaging.stop()
+        await self.dialer.stop()
         for call in list(self.calls.active.values()):
             call.leg.hang_up("server shutting down")
             await self.calls.close(call, "server shutting down")
@@ -211,6 +220,7 @@ def build_app(config: Config, config_path: str | None = None) -> web.Application
     app.router.add_get("/metrics", _metrics)
     runtime.twilio.add_to(app)
     runtime.messaging.add_to(app)
+    runtime.dialer.routes.add_to(app)
     app.on_startup.append(runtime.start)
     app.on_shutdown.append(runtime.stop)
     return app

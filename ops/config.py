@@ -25,6 +25,7 @@ from sms.campaigns.settings import CampaignSettings
 from sms.email.settings import EmailSettings
 from sms.settings import OutboxSettings
 from store.settings import SessionsSettings, StoreSettings
+from telephony.dialer.settings import DialerSettings
 from telephony.settings import TwilioSettings
 
 ENV_PREFIX = "LEADLINE_"
@@ -79,6 +80,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     compliance: ComplianceSettings = msgspec.field(default_factory=ComplianceSettings)
     nlu: NluSettings = msgspec.field(default_factory=NluSettings)
     sms_outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
+    dialer: DialerSettings = msgspec.field(default_factory=DialerSettings)
     campaigns: CampaignSettings = msgspec.field(default_factory=CampaignSettings)
     email: EmailSettings = msgspec.field(default_factory=EmailSettings)
 

@@ -1,0 +1,129 @@
+"""What an outbound call came to: from the carrier's statuses, the answering-machine
+verdict and the callee's words. Pure functions and one small accumulator; no I/O.
+
+The consent decision is `agents.compliance.consent.classify_consent`, the same one the SMS
+side uses, so "don't call us again" means do-not-call on every channel alike; the other
+intents come from the shared intent rules plus this package's `outcomes.toml`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from agents.compliance.consent import classify_consent
+from agents.nlu.intents import classify_intent, normalise
+
+MACHINE_ANSWERS = frozenset({"machine_end_beep", "machine_end_silence", "machine_end_other"})
+# Twilio's final statuses for a call nobody answered, and the outcome each is.
+UNANSWERED = {"busy": "busy", "no-answer": "no_answer", "failed": "failed",
+              "canceled": "failed"}
+# Caller turns kept per call for the decision (the store keeps the whole transcript).
+MAX_TURNS = 200
+
+
+@cache
+def _tables() -> dict[str, Any]:
+    text = resources.files(__package__).joinpath("outcomes.toml").read_text("utf-8")
+    data = tomllib.loads(text)
+    return {
+        "callback": tuple(normalise(p) for p in data["callback"]["phrases"]),
+        "objections": {tag: tuple(normalise(w) for w in words)
+                       for tag, words in data["objections"].items()},
+    }
+
+
+def _contains(text: str, phrase: str) -> bool:
+    return f" {phrase} " in f" {text} "
+
+
+def status_outcome(status: str) -> str | None:
+    """The outcome a final status gives on its own (a call that was never answered)."""
+    return UNANSWERED.get(status)
+
+
+class Conversation:
+    """The callee's side of one answered call, folded into an outcome as it goes."""
+
+    __slots__ = ("booked", "callback", "decline", "do_not_call", "meeting", "objections",
+                 "turns", "voicemail_left")
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.do_not_call = False
+        self.booked = False
+        self.callback = False
+        self.meeting: str | None = None
+        self.decline: str | None = None
+        self.objections: list[str] = []
+        self.voicemail_left = False
+
+    def heard(self, text: str) -> str | None:
+        """One final caller transcript. Returns "do_not_call" the moment consent is
+        revoked (the caller of this method ends the call), else None."""
+        if not isinstance(text, str) or not text.strip():
+            return None
+        self.turns += 1
+        if self.turns > MAX_TURNS:
+            return None
+        if classify_consent(text) == "opt_out":
+            self.do_not_call = True
+            return "do_not_call"
+        norm = normalise(text)
+        tables = _tables()
+        for tag, words in tables["objections"].items():
+            if tag not in self.objections and any(_contains(norm, w) for w in words):
+                self.objections.append(tag)
+        if any(_contains(norm, p) for p in tables["callback"]):
+            self.callback = True
+            return None
+        intent = classify_intent(text).intent
+        if intent == "booking":
+            self.booked = True
+            self.meeting = text.strip()[:300]
+        elif intent in ("not_interested", "wrong_number") and not self.booked:
+            self.decline = "wrong number" if intent == "wrong_number" else text.strip()[:300]
+        return None
+
+    def outcome(self, answered_by: str | None) -> str:
+        """The call's outcome once it is over. Do-not-call beats everything; a booking
+        beats a later hesitation; a machine that got our message is voicemail_left."""
+        if self.do_not_call:
+            return "do_not_call"
+        if self.voicemail_left or (answered_by in MACHINE_ANSWERS and not self.turns):
+            return "voicemail_left" if self.voicemail_left else "failed"
+        if self.booked:
+            return "meeting_booked"
+        if self.callback:
+            return "callback_requested"
+        if self.decline is None and not self.turns:
+            self.decline = "no response"
+        elif self.decline is None:
+            self.decline = "no commitment"
+        return "declined"
+
+    def detail(self, answered_by: str | None) -> dict[str, Any]:
+        outcome = self.outcome(answered_by)
+        return {
+            "meeting": {"request": self.meeting} if outcome == "meeting_booked" else None,
+            "declineReason": self.decline if outcome == "declined" else None,
+            "objections": list(self.objections),
+        }
+
+
+def returnvalue(record: Any, *, transcript_url: str | None = None) -> dict[str, Any]:
+    """The job's `returnvalue`, the contract with the producers (see README)."""
+    detail: Mapping[str, Any] = record.detail or {}
+    outcome = record.outcome or status_outcome(record.status) or "failed"
+    return {
+        "outcome": outcome,
+        "callSid": record.call_sid,
+        "durationS": record.duration_s,
+        "transcriptUrl": detail.get("transcriptUrl", transcript_url),
+        "meeting": detail.get("meeting"),
+        "declineReason": detail.get("declineReason"),
+        "objections": list(detail.get("objections") or []),
+    }
