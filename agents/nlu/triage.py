@@ -89,6 +89,7 @@ class _Rules:
     breakers: frozenset[str]
     window: int
     resolved: tuple[re.Pattern[str], ...]
+    resolved_back: tuple[re.Pattern[str], ...]
     hypothetical: tuple[re.Pattern[str], ...]
     escalation: Mapping[str, tuple[re.Pattern[str], ...]]
     safety: Mapping[str, str]
@@ -144,6 +145,7 @@ def _compile(data: dict[str, Any]) -> _Rules:
         breakers=frozenset(data["negation"]["breakers"]),
         window=int(data["limits"]["negation_window"]),
         resolved=_compile_all(data["tense"]["resolved"], "tense"),
+        resolved_back=_compile_all(data["tense"].get("resolved_back", []), "tense"),
         hypothetical=hypothetical,
         escalation=MappingProxyType(escalation),
         safety=MappingProxyType(safety),
@@ -196,7 +198,8 @@ def _negated(clause: str, start: int, rules: _Rules) -> bool:
     return False
 
 
-def _counts(rule: _Rule, clause: str, match: re.Match[str], rules: _Rules) -> bool:
+def _counts(rule: _Rule, clause: str, match: re.Match[str], rules: _Rules,
+            following: str) -> bool:
     if _negated(clause, match.start(), rules):
         return False
     if rule.unless and any(p.search(clause) for p in rule.unless):
@@ -206,6 +209,8 @@ def _counts(rule: _Rule, clause: str, match: re.Match[str], rules: _Rules) -> bo
     if rule.priority >= PRIORITIES.index("HIGH") or rule.life_safety:
         if any(p.search(clause) for p in rules.resolved):
             return False
+        if following and any(p.search(following) for p in rules.resolved_back):
+            return False  # "…, but they came and fixed it"
         if any((h := p.search(clause)) and h.start() <= match.start()
                for p in rules.hypothetical):
             return False
@@ -256,9 +261,10 @@ def triage(text: str, *, industry: str | None = None) -> TriageResult:
 
 
 def _first_match(rule: _Rule, clauses: list[str], rules: _Rules) -> str | None:
-    for clause in clauses:
+    for i, clause in enumerate(clauses):
+        following = clauses[i + 1] if i + 1 < len(clauses) else ""
         for pattern in rule.patterns:
             for match in pattern.finditer(clause):
-                if _counts(rule, clause, match, rules):
+                if _counts(rule, clause, match, rules, following):
                     return match.group(0)
     return None
