@@ -9,7 +9,8 @@ through a tool; it never has to be asked for the safety line.
 The rules are data; this module only normalises, cuts the text into clauses and
 decides which matches count. A match does not count when, in its clause,
 - a negator stands shortly before it ("no gas smell", "I don't smell gas"),
-- the clause says it is over or fixed ("we had a leak last year", "was fixed"),
+- the clause says it is over or fixed ("we had a leak last year", "was fixed"), or
+  the next clause points back at a fix ("…, but the gas company came and fixed it"),
 - it follows a hypothetical ("what should I do if a pipe bursts?"), or
 - the rule's `unless` matches ("the smoke detector chirps, low battery").
 Among the matches left, the highest priority wins; at equal priority a life-safety
