@@ -203,6 +203,14 @@ class Messaging:
                      "queued", "deferred", "refused"):
             conv_fam.add_metric([kind], getattr(cs, kind))
         yield conv_fam
+        counters = getattr(conv.agent, "counters", None)
+        if callable(counters):
+            agent = CounterMetricFamily("leadline_sms_agent_events",
+                                        "Text agent events: actions, LLM outcomes, rejected "
+                                        "replies", labels=["kind"])
+            for kind, n in sorted(counters().items()):
+                agent.add_metric([kind], n)
+            yield agent
         if sender is not None:
             st = sender.stats
             out = CounterMetricFamily("leadline_sms_outbound", "Outbox sends, by outcome",

@@ -33,6 +33,7 @@ class ChatReplyAgent:
         self._clock = clock
         self._built: tuple[SmsSettings, ChatAgent, Any] | None = None
         self._old_clients: list[Any] = []
+        self._retired_counts: dict[str, int] = {}
 
     def agent(self) -> ChatAgent:
         from agents.chat.agent import ChatAgent
@@ -45,10 +46,22 @@ class ChatReplyAgent:
                 llm = OpenAIChatClient(base_url=settings.llm_base_url,
                                        api_key=settings.llm_api_key, model=settings.llm_model,
                                        timeout_s=settings.llm_timeout_s)
-            if self._built is not None and self._built[2] is not None:
-                self._old_clients.append(self._built[2])
+            if self._built is not None:
+                for key, n in self._built[1].counters.items():
+                    self._retired_counts[key] = self._retired_counts.get(key, 0) + n
+                if self._built[2] is not None:
+                    self._old_clients.append(self._built[2])
             self._built = (settings, ChatAgent(settings, llm, self._clock), llm)
         return self._built[1]
+
+    def counters(self) -> dict[str, int]:
+        """The text agent's own counters (decisions by action, LLM outcomes, rejected
+        replies), summed over the agents built since start (one per settings reload)."""
+        totals: dict[str, int] = dict(self._retired_counts)
+        if self._built is not None:
+            for key, n in self._built[1].counters.items():
+                totals[key] = totals.get(key, 0) + n
+        return totals
 
     async def decide(self, lead: Lead, thread: Sequence[Message],
                      inbound: Message) -> AgentDecision:

@@ -56,6 +56,10 @@ MAX_INFLIGHT = 256
 THREAD_LIMIT = 30
 # How long stop() waits for in-flight processing.
 DRAIN_S = 10.0
+# A status callback can overtake our own commit of the SID Twilio just answered with
+# (Twilio posts "sent" within milliseconds, maybe to another server process): an unknown
+# SID is looked up again after these pauses before it is counted as unknown.
+UNKNOWN_SID_RETRY_S = (0.05, 0.2, 0.5)
 
 _OPT_TYPE_KIND = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
 
@@ -137,6 +141,7 @@ class ConversationStats:
         self.processing_errors = 0
         self.status_updates = 0
         self.unknown_status_sids = 0
+        self.early_status = 0  # callbacks that arrived before our commit of their SID
         self.inline = 0
 
 
@@ -306,7 +311,7 @@ class Conversation:
         deserves an acknowledgement); `human_takeover`, set by a person, is what silences
         it. One alert per lead per day: the idempotency key folds repeats."""
         self.stats.handoffs += 1
-        owner = getattr(self._settings(), "owner_phone", "")
+        owner = self._settings().owner_phone
         if not owner:
             log.info("handoff with no [sms] owner_phone to alert",
                      extra={"message_sid": inbound.message_sid})
@@ -368,6 +373,14 @@ class Conversation:
         msg = await self.db.update_message_status(report.message_sid, report.status,
                                                   error_code=report.error_code,
                                                   at=self._clock())
+        for pause in UNKNOWN_SID_RETRY_S if msg is None else ():
+            await asyncio.sleep(pause)
+            msg = await self.db.update_message_status(report.message_sid, report.status,
+                                                      error_code=report.error_code,
+                                                      at=self._clock())
+            if msg is not None:
+                self.stats.early_status += 1
+                break
         if msg is None:
             self.stats.unknown_status_sids += 1
             log.warning("status callback for an unknown message", extra={

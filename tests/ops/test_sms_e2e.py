@@ -164,6 +164,10 @@ async def test_a_question_gets_the_llm_reply_and_delivery_reports(rig: Rig) -> N
     assert db is not None
     outbound = [m for m in await db.list_messages(LEAD) if m.direction == "outbound"]
     assert outbound[0].status == "delivered"
+    async with rig.http.get(rig.url + "/metrics") as resp:
+        text = await resp.text()
+    assert 'leadline_sms_agent_events_total{kind="llm_ok"} 1.0' in text
+    assert 'leadline_sms_outbound_total{outcome="sent"} 1.0' in text
     assert [h["status"] for h in outbound[0].status_history][-2:] == ["sent", "delivered"]
 
 

@@ -205,3 +205,20 @@ async def test_a_late_21610_report_opts_the_lead_out(rig: Rig) -> None:
     sid = rig.twilio.messages[0].sid
     await rig.conv.status(StatusReport(message_sid=sid, status="failed", error_code=21610))
     assert await rig.db.is_opted_out(LEAD)
+
+
+async def test_a_callback_that_overtakes_our_commit_is_kept(rig: Rig) -> None:
+    import asyncio
+
+    _, item, _ = await rig.db.queue_outbound_message(
+        phone=LEAD, channel="sms", purpose="conversation", body="hi", from_addr=OUR_NUMBER,
+        to_addr=LEAD, segments=1, idempotency_key="conversation:race", at=rig.clock())
+    sid = "SM" + "7" * 32
+    early = asyncio.ensure_future(rig.conv.status(StatusReport(message_sid=sid,
+                                                               status="sent")))
+    await asyncio.sleep(0.02)  # the callback is in, our commit of the SID is not yet
+    await rig.db.claim_outbox(now=rig.clock(), limit=5, lease_s=30)
+    await rig.db.outbox_sent(item.id, sid, status="queued")
+    msg = await early
+    assert msg is not None and msg.status == "sent"
+    assert rig.conv.stats.early_status == 1 and rig.conv.stats.unknown_status_sids == 0
