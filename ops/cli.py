@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         from ops.sms_cli import register as register_sms
 
         register_sms(sub)
+        from ops.campaigns_cli import register as register_campaigns
+
+        register_campaigns(sub)
     return parser
 
 
