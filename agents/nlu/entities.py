@@ -45,6 +45,9 @@ import msgspec
 log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 2000
+# Items kept per kind and turn: a caller names a handful; more is noise or an attack,
+# and each date costs a dateparser call.
+MAX_ITEMS = 16
 DEFAULT_REGION = "US"
 STATS: Counter[str] = Counter()  # refused input by reason, for /metrics
 
@@ -251,7 +254,7 @@ def extract_phones(text: str, *, region: str = DEFAULT_REGION) -> list[Phone]:
         found.append(Phone(text=_original(text, spans, match.start, match.end), value=value))
     if not found:
         found = _collapsed_phone(written, text, spans, region)
-    return found
+    return found[:MAX_ITEMS]
 
 
 _AREA_CODE = re.compile(r"\b(area code|area cod|the area code is|area code is)\b", re.I)
@@ -274,7 +277,7 @@ def _collapsed_phone(written: str, text: str, spans: list[tuple[int, int]],
         if phonenumbers.is_valid_number(number):
             value = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
             out.append(Phone(text=_original(text, spans, m.start(), m.end()), value=value))
-    return out
+    return out[:MAX_ITEMS]
 
 
 def _original(text: str, spans: list[tuple[int, int]], start: int, end: int) -> str:
@@ -292,11 +295,14 @@ _LATOM = r"[a-z0-9]+"
 _SPELLED = r"(?:\b[a-z0-9]\s+)*"  # "j smith" → "jsmith": spelled letters glue on
 _LOCAL = rf"{_SPELLED}{_LATOM}(?:{_LSEP}{_SPELLED}{_LATOM})*"
 _DSEP = r"(?:\s*\.\s*|\s+dot\s+)"
-_EMAIL = re.compile(
-    rf"(?<![\w@.'’])(?P<local>{_LOCAL})(?:\s*@\s*|\s+at\s+)"
-    rf"(?P<domain>[a-z0-9][a-z0-9\-]*(?:{_DSEP}[a-z0-9][a-z0-9\-]*)*{_DSEP}(?:{_TLDS}))\b",
-    re.IGNORECASE,
-)
+_AT = re.compile(r"\s*@\s*|\s+at\s+", re.IGNORECASE)
+_DOMAIN = re.compile(
+    rf"[a-z0-9][a-z0-9\-]*(?:{_DSEP}[a-z0-9][a-z0-9\-]*)*{_DSEP}(?:{_TLDS})\b", re.IGNORECASE)
+_LOCAL_BEFORE = re.compile(rf"(?<![\w@.'’])(?:{_LOCAL})$", re.IGNORECASE)
+# How far around an "at" to look: the spoken forms nest quantifiers, so each search is
+# kept to a window (a spoken address is far shorter) and costs the same on any input.
+LOCAL_WINDOW = 64
+DOMAIN_WINDOW = 100
 _SPOKEN_SYMBOL = [
     (re.compile(r"\s+(?:dot|period)\s+|\s*\.\s*", re.I), "."),
     (re.compile(r"\s+(?:underscore|under\s+score)\s+|\s*_\s*", re.I), "_"),
@@ -310,8 +316,14 @@ def extract_emails(text: str) -> list[Email]:
     from email_validator import EmailNotValidError, validate_email
 
     out: list[Email] = []
-    for m in _EMAIL.finditer(text):
-        local, domain = m.group("local"), m.group("domain")
+    for at in _AT.finditer(text):
+        found = _DOMAIN.match(text, at.end(), at.end() + DOMAIN_WINDOW)
+        if found is None:
+            continue
+        before = _LOCAL_BEFORE.search(text, max(0, at.start() - LOCAL_WINDOW), at.start())
+        if before is None:
+            continue
+        local, domain = before.group(0), found.group(0)
         for pattern, symbol in _SPOKEN_SYMBOL:
             local = pattern.sub(symbol, local)
             domain = pattern.sub(symbol, domain)
@@ -322,8 +334,8 @@ def extract_emails(text: str) -> list[Email]:
             STATS["bad_email"] += 1
             continue
         if value not in (e.value for e in out):
-            out.append(Email(text=m.group(0).strip(), value=value))
-    return out
+            out.append(Email(text=text[before.start():found.end()].strip(), value=value))
+    return out[:MAX_ITEMS]
 
 
 # --- dates --------------------------------------------------------------------------
@@ -394,7 +406,10 @@ def extract_dates(text: str, *, now: datetime | None = None,
     else:
         base = now.astimezone(tz)
     out: list[DateMention] = []
+    days: dict[str, Any] = {}  # one dateparser call per distinct day phrase
     for m in _DATE.finditer(text):
+        if len(out) >= MAX_ITEMS:
+            break
         day_text = (m.group("day1") or m.group("day2") or "").lower() or None
         time_text = (m.group("time1") or m.group("time2") or "").lower() or None
         if day_text is not None and re.fullmatch(rf"the\s+{_ORD}", day_text.strip()):
@@ -407,7 +422,7 @@ def extract_dates(text: str, *, now: datetime | None = None,
         if day_text is None and time_text is not None and re.fullmatch(
                 r"(?:in\s+the\s+)?(?:morning|afternoon|evening)", time_text.strip()):
             continue  # "in the morning" alone is too vague to book
-        resolved = _resolve(day_text, time_text, base)
+        resolved = _resolve(day_text, time_text, base, days)
         if resolved is None:
             continue
         when, has_time = resolved
@@ -416,8 +431,8 @@ def extract_dates(text: str, *, now: datetime | None = None,
     return out
 
 
-def _resolve(day_text: str | None, time_text: str | None,
-             base: datetime) -> tuple[datetime, bool] | None:
+def _resolve(day_text: str | None, time_text: str | None, base: datetime,
+             days: dict[str, Any]) -> tuple[datetime, bool] | None:
     tod = _time_of_day(time_text, day_text)
     if day_text is None:
         if tod is None:
@@ -426,7 +441,9 @@ def _resolve(day_text: str | None, time_text: str | None,
         if when <= base:
             when += timedelta(days=1)
         return when, True
-    day = _day(day_text, base)
+    if day_text not in days:
+        days[day_text] = _day(day_text, base)
+    day = days[day_text]
     if day is None:
         return None
     explicit_year = re.search(r"\b(19|20)\d\d\b", day_text) is not None
@@ -523,8 +540,8 @@ def _time_of_day(time_text: str | None, day_text: str | None) -> time | None:
 _NUMBER_WORDS = (
     r"(?:(?:a|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
     r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
-    r"seventy|eighty|ninety|hundred|thousand|million|and)(?:[\s-]+|\b))+"
-)
+    r"seventy|eighty|ninety|hundred|thousand|million|and)(?:[\s-]+|\b)){1,10}"
+)  # bounded: "two hundred and fifty thousand five hundred" is seven words
 _NUM = rf"(?:\d{{1,3}}(?:[,\s]\d{{3}})+(?:\.\d{{1,2}})?|\d+(?:\.\d{{1,2}})?|{_NUMBER_WORDS})"
 _MULT = r"(?:k|grand|thousand|million|mil)"
 _CUR = r"(?:dollars?|bucks|usd|us dollars)"
@@ -555,7 +572,7 @@ def extract_amounts(text: str) -> list[Amount]:
         span = text[m.start():m.end()].strip()
         out.append(Amount(text=span, value=float(value), currency="USD",
                           approximate=m.group("approx") is not None))
-    return out
+    return out[:MAX_ITEMS]
 
 
 def _number(raw: str) -> Decimal | None:
@@ -652,7 +669,7 @@ def extract_addresses(text: str) -> list[Address]:
             value = f"{value}, {place}"
         span = _original(text, spans, m.start(), end).strip(" ,.")
         out.append(Address(text=span, value=value, parts=joined))
-    return out
+    return out[:MAX_ITEMS]
 
 
 def _place_tail(written: str, end: int) -> int:

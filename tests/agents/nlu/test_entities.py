@@ -232,6 +232,21 @@ def test_word_soup_never_breaks(words: list[str]) -> None:
         assert phone.value.startswith("+")
 
 
+@pytest.mark.parametrize("text", ["a " * 1000, "a at " * 400, "one hundred and " * 120,
+                                  "x at " + "a dot " * 300 + "com", "$" * 2000])
+def test_pathological_input_stays_bounded(text: str) -> None:
+    """Nested spoken-form patterns must not backtrack without bound on hostile text;
+    what is found stays within the per-kind cap."""
+    got = extract_entities(text, now=NOW, zone=ZONE)
+    for kind in (got.phones, got.emails, got.dates, got.amounts, got.addresses):
+        assert len(kind) <= entities.MAX_ITEMS
+
+
+def test_dates_are_capped_per_turn() -> None:
+    got = extract_dates("tomorrow at 3, " * 100, now=NOW, zone=ZONE)
+    assert len(got) == entities.MAX_ITEMS
+
+
 def test_long_input_is_cut() -> None:
     text = "call me at 415 555 2671 " + "blah " * 2000 + " or 212 555 0199"
     assert [p.value for p in extract_entities(text).phones] == ["+14155552671"]
