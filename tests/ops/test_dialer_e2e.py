@@ -1,107 +1,25 @@
 """The outbound dialer end to end through the real server: BullMQ jobs in the real Redis,
 the real leadline app (worker sidecar, callbacks, media path, SQL), and the fake Twilio
-that places the call and plays the callee over a real Media Stream.
-
-The compliance gate's clock is pinned to a weekday noon on the US west coast, so the
-quiet-hour rules give the same answer whenever the suite runs; the outside-hours test
-moves it.
+that places the call and plays the callee over a real Media Stream (`tests/telephony/
+dialer/rig.py`).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
-import msgspec
 import pytest
-from bullmq import Job, Queue
 
-from ops.dev.fake_twilio import Callee, CalleeScript, FakeTwilio
-from tests.helpers import AUTH_TOKEN, Server, eventually, start_server
+from tests.helpers import eventually
+from tests.telephony.dialer.rig import BUSY, HUMAN, MACHINE, NOANSWER, Rig, contact, make_rig
 
 pytestmark = pytest.mark.e2e
-
-REDIS_URL = os.environ.get("LEADLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-ACCOUNT = "AC" + "0" * 32
-CALLER_ID = "+14155550100"
-HUMAN = "+14155552671"
-MACHINE = "+14155552672"
-BUSY = "+14155552673"
-NOANSWER = "+14155552674"
-NOON_PT = datetime(2026, 3, 3, 20, 0, tzinfo=UTC)  # Tuesday 12:00 in California
-
-
-@dataclass
-class Rig:
-    server: Server
-    twilio: FakeTwilio
-    queue: Queue
-    clock: list[datetime]
-
-    async def add(self, data: dict[str, Any], name: str = "call", **opts: Any) -> Job:
-        return await self.queue.add(name, data, opts)
-
-    async def job(self, job_id: str) -> Job:
-        job = await Job.fromId(self.queue, job_id)
-        assert job is not None
-        return job
-
-    async def finished(self, job_id: str, limit_s: float = 40.0) -> Job:
-        async def done() -> Job | None:
-            job = await Job.fromId(self.queue, job_id)
-            return job if job is not None and job.finishedOn else None
-
-        return await eventually(done, f"job {job_id} finished", limit_s=limit_s,
-                                interval_s=0.1)
-
-
-def contact(phone: str, **kw: str) -> dict[str, Any]:
-    return {"campaignId": "spring", "step": 1,
-            "contact": {"firstName": "Ada", "lastName": "Lovelace", "phone": phone,
-                        "email": "ada@example.com", "state": "CA",
-                        "practiceName": "Bay Dental", **kw}}
 
 
 @pytest.fixture
 async def rig(tmp_path) -> AsyncIterator[Rig]:
-    script = CalleeScript(numbers={
-        HUMAN: Callee(answer="human", lines=["Hello, front desk."], max_s=20),
-        MACHINE: Callee(answer="machine", max_s=25),
-        BUSY: Callee(answer="busy"),
-        NOANSWER: Callee(answer="no-answer"),
-    })
-    twilio = await FakeTwilio(ACCOUNT, AUTH_TOKEN, script=script).start()
-    queue_name = f"dialer-test-{uuid.uuid4().hex[:8]}"
-    server, runner = await start_server({
-        "LEADLINE_TWILIO_ACCOUNT_SID": ACCOUNT,
-        "LEADLINE_TWILIO_API_BASE_URL": twilio.base_url,
-        "LEADLINE_DIALER_ENABLED": "true",
-        "LEADLINE_DIALER_REDIS_URL": REDIS_URL,
-        "LEADLINE_DIALER_QUEUE": queue_name,
-        "LEADLINE_DIALER_CALLER_ID": CALLER_ID,
-        "LEADLINE_DIALER_POLL_S": "0.2",
-        "LEADLINE_BRAIN_KIND": "scripted",
-        "LEADLINE_SCRIPTED_MESSAGES_DIRECTORY": str(tmp_path / "messages"),
-    })
-    runtime = server.runtime
-    # Twilio must call back the port the server got; public_url is read at each dial.
-    runtime.config = msgspec.structs.replace(
-        runtime.config, twilio=msgspec.structs.replace(runtime.config.twilio,
-                                                       public_url=server.url))
-    clock = [NOON_PT]
-    runtime.dialer.dialer.now = lambda: clock[0]
-    queue = Queue(queue_name, {"connection": REDIS_URL})
-    try:
-        yield Rig(server, twilio, queue, clock)
-    finally:
-        await runner.cleanup()
-        await queue.obliterate(force=True)
-        await queue.close()
-        await twilio.stop()
+    async with make_rig(tmp_path) as r:
+        yield r
 
 
 async def test_human_answers_talks_and_hangs_up(rig: Rig) -> None:
