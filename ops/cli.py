@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     from ops.dev.fake_llm_cli import register as register_fake_llm
 
     register_fake_llm(dev_sub)
+    from ops.dev.fake_twilio_cli import register as register_fake_twilio
+
+    register_fake_twilio(dev_sub)
+    from ops.dialer_cli import register as register_dialer
+
+    register_dialer(sub)
 
     try:
         from ops.store_cli import register

@@ -6,12 +6,26 @@ dialer/rig.py`).
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 
 from tests.helpers import eventually
-from tests.telephony.dialer.rig import BUSY, HUMAN, MACHINE, NOANSWER, Rig, contact, make_rig
+from tests.telephony.dialer.rig import (
+    BUSY,
+    HUMAN,
+    LONG,
+    MACHINE,
+    NOANSWER,
+    NOON_PT,
+    Rig,
+    contact,
+    make_rig,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -64,3 +78,47 @@ async def test_unanswered(rig: Rig, phone: str, outcome: str) -> None:
     done = await rig.finished(job.id)
     assert done.returnvalue["outcome"] == outcome
     assert done.returnvalue["durationS"] == 0
+
+
+async def test_worker_killed_mid_call_is_recovered_without_a_second_dial(tmp_path) -> None:
+    """The server keeps the call (media, callbacks); the worker process holding the job
+    dies mid-call; the job stalls, a new worker picks it up, finds the dial row and
+    attaches: one calls.create, and the job completes with that call's outcome."""
+    async with make_rig(tmp_path, {"LEADLINE_DIALER_ENABLED": "false"}) as rig:
+        runtime = rig.server.runtime
+        spec = json.dumps({
+            "database_url": runtime.config.store.database_url,
+            "now": NOON_PT.isoformat(),
+            "twilio": msgspec.to_builtins(runtime.config.twilio),
+            "dialer": {**msgspec.to_builtins(runtime.config.dialer), "enabled": True,
+                       "lock_duration_ms": 2000, "stalled_interval_ms": 1000},
+        })
+
+        async def child() -> asyncio.subprocess.Process:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.telephony.dialer.worker_child", spec,
+                stdout=asyncio.subprocess.PIPE)
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line.strip() == b"ready"
+            return proc
+
+        first = await child()
+        job = await rig.add(contact(LONG))
+        call = await eventually(
+            lambda: next((c for c in rig.twilio.calls.values() if c.lines_said >= 1), None),
+            "the callee answered and spoke", limit_s=30)
+        first.kill()  # SIGKILL: no lock release, no cleanup
+        await first.wait()
+        assert call.ended_at is None  # the call is still up, on the server
+        second = await child()
+        try:
+            done = await rig.finished(job.id, limit_s=60)
+        finally:
+            second.kill()
+            await second.wait()
+        assert done.returnvalue["callSid"] == call.sid, done.returnvalue
+        assert rig.twilio.creates == 1
+        assert done.returnvalue["outcome"] == "declined"
+        dials = await runtime.persistence.db.list_dials(job.id)
+        assert len(dials) == 1 and dials[0].call_sid == call.sid

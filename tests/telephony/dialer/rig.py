@@ -29,6 +29,8 @@ HUMAN = "+14155552671"
 MACHINE = "+14155552672"
 BUSY = "+14155552673"
 NOANSWER = "+14155552674"
+# Talks for a while: three lines, each after the agent has answered the last.
+LONG = "+14155552675"
 NOON_PT = datetime(2026, 3, 3, 20, 0, tzinfo=UTC)  # Tuesday 12:00 in California
 
 
@@ -70,6 +72,8 @@ async def make_rig(tmp_path: Path, env: dict[str, str] | None = None) -> AsyncIt
         MACHINE: Callee(answer="machine", max_s=25),
         BUSY: Callee(answer="busy"),
         NOANSWER: Callee(answer="no-answer"),
+        LONG: Callee(answer="human", max_s=40, lines=[
+            "Hello, front desk.", "Who is calling, please?", "I see. Tell me more."]),
     })
     twilio = await FakeTwilio(ACCOUNT, AUTH_TOKEN, script=script).start()
     queue_name = f"dialer-test-{uuid.uuid4().hex[:8]}"
