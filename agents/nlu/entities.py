@@ -366,7 +366,22 @@ _DAY = (
 )
 _CLOCK = (r"(?:\d{1,2}(?::\d{2})?\s*(?:a\.?\s?m\.?|p\.?\s?m\.?)|\d{1,2}:\d{2}|"
           r"\d{1,2}\s+o['’]?\s?clock)")
+# Hours and minutes in words, as ASR often writes them ("at three", "two thirty pm").
+_HOUR_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+               "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+_MINUTE_WORDS = {"fifteen": 15, "thirty": 30, "forty five": 45, "forty-five": 45, "forty": 40,
+                 "twenty": 20, "ten": 10, "fifty": 50, "oh five": 5, "o five": 5}
+_HW = "|".join(_HOUR_WORDS)
+_MW = "|".join(sorted(_MINUTE_WORDS, key=len, reverse=True))
+_MERIDIEM = r"(?:a\.?\s?m\.?|p\.?\s?m\.?|o['’]?\s?clock)"
+# A worded hour counts only when what follows reads as a time: "at three, tomorrow",
+# "at ten am", never "at one point" or "at two places".
+_WORD_TIME_END = (r"(?=\s*(?:[,.!?;]|$)|\s+(?:or\s+so|ish|sharp|tomorrow|today|tonight|on|"
+                  r"this|next|then|please|works|work|if|and|is|would|okay|ok|good|in\s+the|"
+                  + _WEEKDAYS + r"))")
 _TIME = (
+    rf"(?:(?:at|around|about|by|after|before|like)\s+)?(?:{_HW})(?:\s+(?:{_MW}))?\s*{_MERIDIEM}|"
+    rf"(?:at|around|by|after|before)\s+(?:{_HW})(?:\s+(?:{_MW}))?{_WORD_TIME_END}|"
     rf"(?:(?:at|around|about|by|after|before|like)\s+)?{_CLOCK}|"
     r"(?:at|around|by|after|before)\s+\d{1,2}(?:\s+or\s+so)?(?![\w:])(?!\s+(?:[a-z]+\s+)?"
     r"(?:street|st|avenue|ave|road|rd|drive|dr|lane|ln|way|court|ct|main|blvd|people|kids|"
@@ -509,6 +524,17 @@ def _day(day_text: str, base: datetime) -> Any:
     return parsed.date() if parsed is not None else None
 
 
+def _words_to_clock(t: str) -> str:
+    """"two thirty pm" → "2:30 pm", "at three" → "at 3"."""
+    m = re.search(rf"\b({_HW})(?:\s+({_MW}))?\b", t)
+    if m is None:
+        return t
+    clock = str(_HOUR_WORDS[m.group(1)])
+    if m.group(2):
+        clock += f":{_MINUTE_WORDS[m.group(2)]:02d}"
+    return t[:m.start()] + clock + t[m.end():]
+
+
 def _time_of_day(time_text: str | None, day_text: str | None) -> time | None:
     if day_text and day_text.strip() == "tonight" and time_text is None:
         return _PARTS_OF_DAY["tonight"]
@@ -518,6 +544,7 @@ def _time_of_day(time_text: str | None, day_text: str | None) -> time | None:
     for word, at in _PARTS_OF_DAY.items():
         if re.search(rf"\b{word}\b", t):
             return at
+    t = _words_to_clock(t)
     m = re.search(r"(\d{1,2})(?::(\d{2}))?\s*(a\.?\s?m\.?|p\.?\s?m\.?)?", t)
     if m is None:
         return None

@@ -97,6 +97,12 @@ def test_emails(text: str, want: list[str]) -> None:
         ("see you 12/24", "2026-12-24T00:00:00-05:00", False),
         ("how about 2 o'clock", "2026-12-01T14:00:00-05:00", True),
         ("july 4th", "2027-07-04T00:00:00-04:00", False),  # summer time offset
+        ("tomorrow at three", "2026-12-02T15:00:00-05:00", True),  # hours in words
+        ("tomorrow at three thirty pm", "2026-12-02T15:30:00-05:00", True),
+        ("ten am tomorrow", "2026-12-02T10:00:00-05:00", True),
+        ("at nine on monday", "2026-12-07T09:00:00-05:00", True),
+        ("at seven tonight", "2026-12-01T19:00:00-05:00", True),
+        ("noon tomorrow", "2026-12-02T12:00:00-05:00", True),
     ],
 )
 def test_dates(text: str, want: str, has_time: bool) -> None:
@@ -114,6 +120,7 @@ def test_dates(text: str, want: str, has_time: bool) -> None:
         "that's the third time I called", "my kid is in 2nd grade", "I live at 5 main street",
         "about 3 grand", "I sat down", "in the morning", "call me at 4155552671",
         "the second one", "a second opinion", "I'd like to mark it down",
+        "at one point he said", "we met at two places", "at ten percent", "I have three kids",
     ],
 )
 def test_date_false_positives(text: str) -> None:
