@@ -60,6 +60,9 @@ class CallJob(msgspec.Struct, frozen=True, kw_only=True):
     contact: Contact
 
 
+# Contact fields that are free text: their wire (camelCase) names, for the reasons.
+_CONTACT_TEXT = {"first_name": "firstName", "last_name": "lastName", "email": "email",
+                 "state": "state", "practice_name": "practiceName"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -92,11 +95,9 @@ def parse_job(
     except msgspec.ValidationError as exc:
         raise JobRejected(f"invalid job data: {str(exc).replace('$.', '')}") from None
     contact = parsed.contact
-    for field in ("first_name", "last_name", "email", "state", "practice_name"):
-        _bounded(f"contact.{field}", getattr(contact, field))
-    contact = msgspec.structs.replace(
-        contact, **{f: _bounded(f, getattr(contact, f)) for f in
-                    ("first_name", "last_name", "email", "state", "practice_name")})
+    contact = msgspec.structs.replace(contact, **{
+        field: _bounded(f"contact.{wire}", getattr(contact, field))
+        for field, wire in _CONTACT_TEXT.items()})
     raw_phone = contact.phone
     if len(raw_phone) > 64:
         raise JobRejected("invalid phone number: longer than 64 characters")
