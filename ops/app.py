@@ -25,6 +25,7 @@ from media.clock import MediaClock
 from media.engine import MediaEngine
 from media.vad import make_engine
 from ops import metrics
+from ops.campaigns import Campaigns
 from ops.config import Config
 from ops.messaging import Messaging
 from ops.persistence import Persistence
@@ -100,6 +101,11 @@ class Runtime:
         self.clock.register(self.calls.tick_recorders)
         # The SMS side: webhooks, conversation, outbox sender, over the same database.
         self.messaging = Messaging(lambda: self.config, lambda: self.persistence.db)
+        # Drip campaigns and the email channel (scheduler, email outbox, unsubscribe).
+        self.campaigns = Campaigns(
+            lambda: self.config, lambda: self.persistence.db,  # type: ignore[arg-type,return-value]
+            lambda: self.messaging.conversation,
+            lambda: self.messaging.sender.wake() if self.messaging.sender else None)
         self.twilio_stats = TwilioStats()
         self.twilio = TwilioRoutes(lambda: self.config.twilio, self.calls, self.twilio_stats)
         self.reloader = ConfigReloader(config_path, config, self._apply,
@@ -126,6 +132,7 @@ class Runtime:
         # First, so an unreachable database stops the server before it takes calls.
         await self.persistence.start()
         await self.messaging.start()
+        await self.campaigns.start()
         # The keyless brain is also every call's fallback: its prompts must be ready.
         await prerender(self.config.scripted)
         self.clock.start()
@@ -139,6 +146,7 @@ class Runtime:
         })
 
     async def stop(self, app: web.Application) -> None:
+        await self.campaigns.stop()
         await self.messaging.stop()
         await self.dialer.stop()
         for call in list(self.calls.active.values()):
@@ -220,6 +228,7 @@ def build_app(config: Config, config_path: str | None = None) -> web.Application
     app.router.add_get("/metrics", _metrics)
     runtime.twilio.add_to(app)
     runtime.messaging.add_to(app)
+    runtime.campaigns.add_to(app)
     runtime.dialer.routes.add_to(app)
     app.on_startup.append(runtime.start)
     app.on_shutdown.append(runtime.stop)

@@ -21,11 +21,10 @@ from aiohttp import web
 from ops.config import Config
 
 if TYPE_CHECKING:
-    from sms.email.http import EmailRoutes
-    from sms.email.sender import EmailSender
-
     from sms.campaigns.scheduler import Scheduler
     from sms.conversation import Conversation
+    from sms.email.http import EmailRoutes
+    from sms.email.sender import EmailSender
     from store.models import Lead
     from store.repository import SqlRepository
 
@@ -214,13 +213,18 @@ class Campaigns:
             self.scheduler.start()
 
     def _reply_sender(self, db: SqlRepository, wake: Callable[[], None]) -> Any:
+        from agents.compliance.engine import CompliancePolicy
         from sms.email.inbound import queue_email_reply
 
         async def send(phone: str, to_addr: str, subject: str, body: str, purpose: str,
                        key: str) -> str:
-            return await queue_email_reply(db, self._config(), phone=phone, to_addr=to_addr,
-                                           subject=subject, body=body, purpose=purpose,
-                                           key=key, wake=wake)
+            cfg = self._config()
+            if not cfg.email.configured:
+                return "email_not_configured"
+            return await queue_email_reply(
+                db, policy=CompliancePolicy.from_settings(cfg.compliance),
+                from_addr=cfg.email.from_address, phone=phone, to_addr=to_addr,
+                subject=subject, body=body, purpose=purpose, key=key, wake=wake)
 
         return send
 
