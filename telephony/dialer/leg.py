@@ -15,6 +15,7 @@ Twilio refusing this call for good; 5xx, 429, timeouts and a lost connection may
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -70,7 +71,9 @@ class TwilioCallPlacer(TwilioRest):
         """Ask Twilio to dial; the new call's SID."""
         _, status_url, amd_url = callback_urls(base_url)
         try:
-            call = await self._sdk().calls.create_async(
+            # The SDK's async client does not apply its own timeout to the request (it
+            # passes the per-request one, None): bound the call here.
+            call = await asyncio.wait_for(self._sdk().calls.create_async(
                 to=request.to,
                 from_=request.from_,
                 twiml=stream_twiml(base_url, {"From": request.from_, "To": request.to,
@@ -84,7 +87,7 @@ class TwilioCallPlacer(TwilioRest):
                 async_amd_status_callback_method="POST",
                 timeout=request.ring_timeout_s,
                 time_limit=request.time_limit_s,
-            )
+            ), self.timeout_s)
         except TwilioRestException as exc:
             status = exc.status
             permanent = 400 <= status < 500 and status != 429
