@@ -8,7 +8,7 @@ module adds is the dialing discipline around it:
   be dialed fails without retry (`UnrecoverableError`): `invalid phone number…`,
   `do not call…`; one outside the callee's calling hours goes back to delayed until
   the gate's `next_allowed_at` (not dialed, not failed);
-- the idempotency key (`{prefix}:{queue}:{job id}:{attempt}`) is committed in SQL
+- the idempotency key (`{prefix}:{queue}:{job id}:{created ms}:{attempt}`) is committed in SQL
   before Twilio is asked to dial. BullMQ is at-least-once: a stalled job or one whose
   worker died comes back with the same attempt number, finds its row and attaches to
   the call it holds instead of dialing again. A row reserved without a call SID means
@@ -205,7 +205,9 @@ class Dialer:
             log.info("call job rejected", extra={"job_id": job.id, "reason": exc.reason})
             raise UnrecoverableError(exc.reason) from None
         attempt = int(getattr(job, "attemptsMade", 0) or 0)
-        key = f"{s.prefix}:{s.queue}:{job.id}:{attempt}"
+        # The job's creation time is part of its identity: ids restart at 1 when Redis
+        # loses its data (or the queue is obliterated), and a new job 1 is not the old one.
+        key = f"{s.prefix}:{s.queue}:{job.id}:{int(getattr(job, 'timestamp', 0) or 0)}:{attempt}"
         db = self._db()
         record = await db.get_dial(key)
         if record is not None:

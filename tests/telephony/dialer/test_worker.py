@@ -118,7 +118,7 @@ async def test_dial_and_outcome(setup: Setup) -> None:
     assert done.returnvalue["outcome"] == "busy"
     request = setup.placer.requests[0]
     assert request.to == PHONE and request.from_ == "+14155550100"
-    assert request.parameters["DialKey"] == f"bull:{setup.queue.name}:{job.id}:0"
+    assert request.parameters["DialKey"] == f"bull:{setup.queue.name}:{job.id}:{job.timestamp}:0"
     assert setup.service.stats.job_to_dial_ms  # measured
 
 
@@ -206,7 +206,7 @@ async def test_a_reserved_dial_without_call_is_never_redialed(setup: Setup) -> N
     await setup.service.stop()
     job = await setup.queue.add("call", data(), {"attempts": 3})
     await setup.db.reserve_dial(  # type: ignore[attr-defined]
-        dial_key=f"bull:{setup.queue.name}:{job.id}:0", queue=setup.queue.name,
+        dial_key=f"bull:{setup.queue.name}:{job.id}:{job.timestamp}:0", queue=setup.queue.name,
         job_id=job.id, attempt=0, phone=PHONE, caller_id="+14155550100")
     await setup.service.start_worker()
     done = await setup.finished(job.id)
