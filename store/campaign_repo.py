@@ -275,14 +275,43 @@ class CampaignRepoMixin:
 
     async def stop_enrollment(self, enrollment_id: int, reason: str,
                               at: datetime | None = None) -> bool:
+        """End one enrollment and withdraw its touches still waiting in either outbox."""
         d = self.dialect
+        when = d.ts(at or self.clock())
         async with self.transaction("enrollment stop") as tx:
             changed = await tx.execute(
                 "UPDATE enrollments SET state = 'stopped', stop_reason = $2, due_at = NULL,"
                 " lease_until = NULL, stopped_at = $3, updated_at = $3"
-                " WHERE id = $1 AND state = 'active'",
-                enrollment_id, reason, d.ts(at or self.clock()))
+                " WHERE id = $1 AND state = 'active'", enrollment_id, reason, when)
+            like = f"{TOUCH_KEY_PREFIX}{enrollment_id}:%"
+            await self._cancel_pending(tx, like, None, reason, when)
         return changed > 0
+
+    async def _cancel_pending(self, tx: Any, like: str, phone: str | None, reason: str,
+                              when: Any) -> None:
+        """Withdraw unsent campaign touches whose key matches `like` (and phone, if given)
+        from both outboxes; their messages become "cancelled"."""
+        d = self.dialect
+        extra, args = ("", [like]) if phone is None else (" AND to_addr = $2", [like, phone])
+        ids = [r[0] for r in await tx.fetch(
+            "SELECT message_id FROM outbox WHERE status = 'pending' AND idempotency_key"
+            f" LIKE $1{extra}", *args)]
+        extra = extra.replace("to_addr", "phone")
+        ids += [r[0] for r in await tx.fetch(
+            "SELECT message_id FROM email_outbox WHERE status = 'pending' AND idempotency_key"
+            f" LIKE $1{extra}", *args)]
+        if not ids:
+            return
+        why = f"campaign stopped: {reason}"
+        for table in ("outbox", "email_outbox"):
+            await tx.execute(
+                f"UPDATE {table} SET status = 'cancelled', last_error = $2, updated_at = $3"
+                f" WHERE status = 'pending' AND message_id {d.any_of(1, 'bigint')}",
+                d.list_param(ids), why, when)
+        await tx.execute(
+            "UPDATE messages SET status = 'cancelled', updated_at = $2"
+            f" WHERE status = 'pending' AND id {d.any_of(1, 'bigint')}",
+            d.list_param(ids), when)
 
     async def stop_campaigns_for(self, phone: str, reason: str,
                                  at: datetime | None = None) -> int:
@@ -292,32 +321,12 @@ class CampaignRepoMixin:
         d = self.dialect
         e164 = normalize_phone(phone)
         when = d.ts(at or self.clock())
-        like = TOUCH_KEY_PREFIX + "%"
         async with self.transaction("stop campaigns") as tx:
             stopped = await tx.execute(
                 "UPDATE enrollments SET state = 'stopped', stop_reason = $2, due_at = NULL,"
                 " lease_until = NULL, stopped_at = $3, updated_at = $3"
                 " WHERE phone = $1 AND state = 'active'", e164, reason, when)
-            ids = [r[0] for r in await tx.fetch(
-                "SELECT message_id FROM outbox WHERE to_addr = $1 AND status = 'pending'"
-                " AND idempotency_key LIKE $2", e164, like)]
-            ids += [r[0] for r in await tx.fetch(
-                "SELECT message_id FROM email_outbox WHERE phone = $1 AND status = 'pending'"
-                " AND idempotency_key LIKE $2", e164, like)]
-            if ids:
-                await tx.execute(
-                    "UPDATE outbox SET status = 'cancelled', last_error = $2, updated_at = $3"
-                    f" WHERE status = 'pending' AND message_id {d.any_of(1, 'bigint')}",
-                    d.list_param(ids), f"campaign stopped: {reason}", when)
-                await tx.execute(
-                    "UPDATE email_outbox SET status = 'cancelled', last_error = $2,"
-                    " updated_at = $3"
-                    f" WHERE status = 'pending' AND message_id {d.any_of(1, 'bigint')}",
-                    d.list_param(ids), f"campaign stopped: {reason}", when)
-                await tx.execute(
-                    "UPDATE messages SET status = 'cancelled', updated_at = $2"
-                    f" WHERE status = 'pending' AND id {d.any_of(1, 'bigint')}",
-                    d.list_param(ids), when)
+            await self._cancel_pending(tx, TOUCH_KEY_PREFIX + "%", e164, reason, when)
         return stopped
 
     async def touch_send(self, message_id: int) -> TouchSend | None:

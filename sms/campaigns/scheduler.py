@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -45,6 +47,10 @@ log = logging.getLogger("leadline.campaigns")
 # The SMS opt-out notice carriers expect in a marketing text; added to an SMS touch whose
 # template does not already tell the lead how to stop (CTIA Messaging Principles 5.1).
 STOP_NOTICE = "Reply STOP to opt out."
+# Test-only fault injection, read once at construction: when set to a file path, the pass
+# touches that file right after a touch is committed to its outbox and hangs before the
+# enrollment moves on, so a test can SIGKILL the process in exactly that window.
+HANG_AFTER_QUEUE_ENV = "LEADLINE_TEST_CAMPAIGN_HANG_AFTER_QUEUE"
 # Largest number of rows one pass reports per list (a catch-up pass over a big backlog
 # still prints a bounded document; the counts stay exact).
 MAX_REPORTED = 10_000
@@ -123,6 +129,7 @@ class Scheduler:
         self._campaigns: dict[int, tuple[datetime, Campaign, str]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._hang_marker = os.environ.get(HANG_AFTER_QUEUE_ENV) or None
 
     # lifecycle -------------------------------------------------------------------
 
@@ -267,9 +274,18 @@ class Scheduler:
             await self._defer(e, touch_no, now + timedelta(seconds=self._settings().tick_s),
                               "no_sender", result)
             return
+        if self._hang_marker is not None:
+            await self._hang_for_test()
         await self._advance(campaign, e, touch_no, message_id, decision.variant, "queued", now)
         result.add("sent", {"lead": e.phone, "touch": touch_no, "channel": decision.channel})
         self.stats.sent += 1
+
+    async def _hang_for_test(self) -> None:
+        marker = self._hang_marker
+        assert marker is not None
+        await asyncio.to_thread(Path(marker).write_text, "queued\n")
+        log.warning("test fault injection: hanging after queue (%s)", HANG_AFTER_QUEUE_ENV)
+        await asyncio.Event().wait()
 
     async def _defer(self, e: Enrollment, touch: int, until: datetime, why: str,
                      result: TickResult) -> None:

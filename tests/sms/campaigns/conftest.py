@@ -35,9 +35,9 @@ template = "Last note from {business_name}, {first_name}. Book any time: {bookin
 
 
 def make_scheduler(db: Database, clock: Clock | Callable[[], datetime], *,
-                   email_from: str | None = None, tick_s: float = 60.0,
+                   email_from: str | None = None, tick_s: float = 60.0, batch: int = 50,
                    **kw: object) -> Scheduler:
-    settings = CampaignSettings(tick_s=tick_s, batch=50)
+    settings = CampaignSettings(tick_s=tick_s, batch=batch)
     policy = CompliancePolicy()
     return Scheduler(
         db,  # type: ignore[arg-type]
