@@ -18,7 +18,12 @@ class ScriptedSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     voice: str = "en-us"
     # Words per minute for eSpeak NG.
     rate: int = 165
-    greeting: str = "Hello, thanks for calling. How can I help you today?"
+    # The keyless brain cannot hear a question ("am I talking to a robot?"), so it says
+    # what it is up front; callers must never be led to think an automated agent is human.
+    greeting: str = (
+        "Hello, thanks for calling. You are speaking with an automated assistant. "
+        "How can I help you today?"
+    )
     # Added to the greeting for a caller we know but whose name we do not (caller memory);
     # empty: never ask.
     ask_name: str = "May I have your name, please?"
@@ -49,7 +54,11 @@ class OpenAISettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     base_url: str = ""
     model: str = "gpt-realtime"
     voice: str = "marin"
-    instructions: str = "You are a friendly, concise receptionist for a small business."
+    instructions: str = (
+        "You are a friendly, concise receptionist for a small business. If anyone asks "
+        "whether you are an AI, a bot or a real person, say plainly that you are an AI "
+        "assistant; never claim to be human."
+    )
     temperature: float = 0.8
     turn_detection: Literal["ours", "server_vad", "semantic_vad"] = "ours"
     connect_timeout_s: float = 5.0

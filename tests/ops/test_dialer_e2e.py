@@ -7,15 +7,20 @@ dialer/rig.py`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import msgspec
 import pytest
 
+from agents.realtime.breaker import default_breaker
+from ops.dev.fake_realtime import FakeRealtimeRunner, Script, Turn, serve_fake_realtime
 from tests.helpers import eventually
 from tests.telephony.dialer.rig import (
+    BOOKER,
     BUSY,
     HUMAN,
     LONG,
@@ -122,3 +127,68 @@ async def test_worker_killed_mid_call_is_recovered_without_a_second_dial(tmp_pat
         assert done.returnvalue["outcome"] == "declined"
         dials = await runtime.persistence.db.list_dials(job.id)
         assert len(dials) == 1 and dials[0].call_sid == call.sid
+
+
+async def test_the_scripted_agent_says_it_is_automated(rig: Rig) -> None:
+    job = await rig.add(contact(HUMAN))
+    done = await rig.finished(job.id)
+    db = rig.server.runtime.persistence.db
+    detail = await eventually(lambda: db.get_call(done.returnvalue["callSid"]),
+                              "the call's record")
+
+    async def agent_turns() -> list[str]:
+        found = await db.get_call(done.returnvalue["callSid"])
+        return [t.text for t in found.turns if t.role == "agent"]
+
+    texts = await eventually(agent_turns, "agent turns stored")
+    assert detail.call.direction == "outbound"
+    assert any("automated assistant" in text for text in texts), texts
+
+
+@contextlib.asynccontextmanager
+async def realtime_rig(tmp_path: Path, turns: tuple[Turn, ...]) -> AsyncIterator[
+        tuple[Rig, FakeRealtimeRunner]]:
+    default_breaker.reset()
+    fake = await serve_fake_realtime(0, Script(
+        greeting="Hi, this is the assistant for Bay Dental calling about your checkup.",
+        turns=turns, default_reply="I see."))
+    try:
+        async with make_rig(tmp_path, {
+            "LEADLINE_BRAIN_KIND": "openai", "LEADLINE_OPENAI_API_KEY": "sk-test",
+            "LEADLINE_OPENAI_BASE_URL": fake.websocket_base_url,
+        }) as rig:
+            yield rig, fake
+    finally:
+        await fake.cleanup()
+        default_breaker.reset()
+
+
+async def test_realtime_conversation_books_a_meeting(tmp_path: Path) -> None:
+    turns = (Turn(transcript="Hello, front desk.", reply="Could we book your checkup?"),
+             Turn(transcript="Sure, Tuesday at 3 works.", reply="Great, see you Tuesday."))
+    async with realtime_rig(tmp_path, turns) as (rig, fake):
+        job = await rig.add(contact(BOOKER))
+        done = await rig.finished(job.id, limit_s=60)
+        value = done.returnvalue
+        assert value["outcome"] == "meeting_booked", value
+        assert value["meeting"] == {"request": "Sure, Tuesday at 3 works."}
+        updates = [e for e in fake.fake.received if e.get("type") == "session.update"]
+        assert updates and "AI assistant" in updates[0]["session"]["instructions"]
+
+
+async def test_dont_call_us_again_puts_the_number_on_dnc(tmp_path: Path) -> None:
+    turns = (Turn(transcript="Don't call us again.", reply="Sorry to bother you."),)
+    async with realtime_rig(tmp_path, turns) as (rig, _fake):
+        job = await rig.add(contact(HUMAN))
+        done = await rig.finished(job.id, limit_s=60)
+        assert done.returnvalue["outcome"] == "do_not_call", done.returnvalue
+        db = rig.server.runtime.persistence.db
+        assert await db.is_dnc(HUMAN) and await db.is_opted_out(HUMAN)
+        events = await db.list_consent_events(HUMAN)
+        assert events[-1].channel == "voice" and "call us again" in events[-1].text
+        call = rig.twilio.calls[done.returnvalue["callSid"]]
+        assert call.closed_by_server  # we said goodbye and hung up
+        again = await rig.add(contact(HUMAN))
+        refused = await rig.finished(again.id)
+        assert refused.failedReason.startswith("do not call")
+        assert rig.twilio.creates == 1

@@ -31,6 +31,8 @@ BUSY = "+14155552673"
 NOANSWER = "+14155552674"
 # Talks for a while: three lines, each after the agent has answered the last.
 LONG = "+14155552675"
+# Says hello, then agrees to a time.
+BOOKER = "+14155552676"
 NOON_PT = datetime(2026, 3, 3, 20, 0, tzinfo=UTC)  # Tuesday 12:00 in California
 
 
@@ -72,6 +74,8 @@ async def make_rig(tmp_path: Path, env: dict[str, str] | None = None) -> AsyncIt
         MACHINE: Callee(answer="machine", max_s=25),
         BUSY: Callee(answer="busy"),
         NOANSWER: Callee(answer="no-answer"),
+        BOOKER: Callee(answer="human", max_s=40,
+                       lines=["Hello, front desk.", "Sure, Tuesday at 3 works."]),
         LONG: Callee(answer="human", max_s=40, lines=[
             "Hello, front desk.", "Who is calling, please?", "I see. Tell me more."]),
     })
