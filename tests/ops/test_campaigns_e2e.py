@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,142 @@ def test_help_is_quick_and_lists_the_commands() -> None:
                          timeout=60, check=True).stdout
     for word in ("load", "enroll", "tick", "pause", "resume", "preview"):
         assert word in out
+
+
+async def _tick_child(cfg: Path, now: str, env: dict[str, str] | None = None
+                      ) -> asyncio.subprocess.Process:
+    import os
+
+    return await asyncio.create_subprocess_exec(
+        LEADLINE, "campaigns", "tick", "--now", now, "--config", str(cfg), "--json",
+        env={**os.environ, **(env or {})}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+
+
+@pytest.mark.e2e
+async def test_sigkill_between_queue_and_advance_resumes_without_duplicate_or_loss(
+        config_file: Path, tmp_path: Path) -> None:
+    import signal
+
+    from ops import config as config_mod
+    from sms.campaigns import service
+    from store.campaign_models import TOUCH_KEY_PREFIX
+    from tests.helpers import eventually
+
+    url = config_mod.load(str(config_file)).store.database_url
+    db = await open_database(url)
+    try:
+        await service.load(db, CAMPAIGN_TOML)  # type: ignore[arg-type]
+        await service.enroll(db, "reactivation", everyone=True,  # type: ignore[arg-type]
+                             now=datetime(2026, 6, 9, 15, 0, tzinfo=UTC))
+    finally:
+        await db.close()
+    marker = tmp_path / "queued"
+    proc = await _tick_child(config_file, "2026-06-09T16:00:00Z",
+                             {"LEADLINE_TEST_CAMPAIGN_HANG_AFTER_QUEUE": str(marker)})
+    await eventually(marker.exists, "the pass committed a touch and hung", limit_s=60)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+
+    async def touches() -> dict[str, int]:
+        d = await open_database(url)
+        try:
+            out: dict[str, int] = {}
+            for p in PHONES:
+                for m in await d.list_messages(p):
+                    if (m.idempotency_key or "").startswith(TOUCH_KEY_PREFIX):
+                        out[m.idempotency_key or ""] = out.get(m.idempotency_key or "", 0) + 1
+            return out
+        finally:
+            await d.close()
+
+    assert len(await touches()) == 1  # committed before the kill, enrollment not advanced
+    # The dead pass had claimed its whole batch: within the lease nobody touches it.
+    proc = await _tick_child(config_file, "2026-06-09T16:01:00Z")
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["sent"] == []
+    # After the lease the rows are claimed again; the committed touch is found by its key
+    # (not queued twice) and its enrollment advances, the other two go out now.
+    proc = await _tick_child(config_file, "2026-06-09T16:05:00Z")
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert len(json.loads(out)["sent"]) == 3
+    counts = await touches()
+    assert len(counts) == 3 and set(counts.values()) == {1}
+    proc = await _tick_child(config_file, "2026-06-09T16:30:00Z")
+    out, _ = await proc.communicate()
+    assert json.loads(out)["sent"] == []
+
+
+@pytest.mark.e2e
+async def test_server_mails_a_touch_answers_a_reply_and_honours_one_click(
+        tmp_path: Path) -> None:
+    from email import policy
+    from email.message import EmailMessage
+    from email.parser import BytesParser
+
+    import aiohttp
+
+    from sms.campaigns import service
+    from tests.helpers import eventually, start_server
+    from tests.sms.email.conftest import SmtpServer
+
+    smtp = SmtpServer()
+    smtp.up()
+    url = f"sqlite:///{tmp_path}/e2e.db"
+    db = await open_database(url)
+    await db.upsert_leads([
+        LeadInput(phone=PHONES[0], first_name="Ann", email="ann@example.com"),
+        LeadInput(phone=PHONES[1], first_name="Bob", email="bob@example.com")])
+    await service.load(db, 'name = "mail"\n[[touches]]\nchannel = "email"\ndelay = "0d"\n'  # type: ignore[arg-type]
+                       'subject = "Hello {first_name}"\ntemplate = "Still interested, '
+                       '{first_name}? {booking_url}"\n')
+    await service.enroll(db, "mail", everyone=True, now=datetime.now(UTC))  # type: ignore[arg-type]
+    await db.close()
+    env = {"LEADLINE_STORE_DATABASE_URL": url, "LEADLINE_EMAIL_HOST": "127.0.0.1",
+           "LEADLINE_EMAIL_PORT": str(smtp.port), "LEADLINE_EMAIL_STARTTLS": "false",
+           "LEADLINE_EMAIL_FROM_ADDRESS": "Acme <hello@acme.example>",
+           "LEADLINE_EMAIL_POSTAL_ADDRESS": "1 Main St, Springfield, IL 62701",
+           "LEADLINE_EMAIL_UNSUBSCRIBE_BASE_URL": "https://acme.example",
+           "LEADLINE_EMAIL_POLL_S": "0.1", "LEADLINE_CAMPAIGNS_TICK_S": "0.1",
+           "LEADLINE_SMS_BOOKING_URL": "https://book.example/acme"}
+    srv, runner = await start_server(env)
+    try:
+        def mails() -> list[EmailMessage]:
+            return [BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[misc]
+                    for _, _, raw in smtp.recorder.received]
+
+        await eventually(lambda: len(mails()) >= 2, "both touches mailed", limit_s=20)
+        by_to = {str(m["To"]): m for m in mails()}
+        ann = by_to["ann@example.com"]
+        assert ann["Subject"] == "Hello Ann"
+        link = str(ann["List-Unsubscribe"]).strip("<>")
+        assert link.startswith("https://acme.example/email/unsubscribe?t=")
+        local = srv.url + link.removeprefix("https://acme.example")
+        reply = EmailMessage()
+        reply["From"] = "Bob <bob@example.com>"
+        reply["To"] = "hello@acme.example"
+        reply["Subject"] = "Re: Hello Bob"
+        reply["Message-ID"] = "<bob-1@example.com>"
+        reply.set_content("What does it cost?\n\n> Still interested, Bob?\n")
+        async with aiohttp.ClientSession() as http:
+            page = await http.get(local)
+            assert page.status == 200 and "Unsubscribe" in await page.text()
+            r = await http.post(local, data="List-Unsubscribe=One-Click",
+                                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                                allow_redirects=False)
+            assert r.status == 200
+            r = await http.post(f"{srv.url}/email/inbound", data=reply.as_bytes(),
+                                headers={"Content-Type": "message/rfc822"})
+            assert r.status == 200 and (await r.json())["lead"] == PHONES[1]
+        store = srv.runtime.persistence.db
+        lead = await store.get_lead(PHONES[0])
+        assert lead is not None and lead.opted_out
+        await eventually(lambda: len(mails()) >= 3, "the reply was mailed", limit_s=20)
+        answer = mails()[-1]
+        assert answer["To"] == "bob@example.com" and answer["Subject"] == "Re: Hello Bob"
+        assert answer["List-Unsubscribe"] is None  # a reply, not marketing
+    finally:
+        await runner.cleanup()
+        smtp.down()
