@@ -27,6 +27,7 @@ from media.vad import make_engine
 from ops import metrics
 from ops.campaigns import Campaigns
 from ops.config import Config
+from ops.dialer_metrics import DialerCollector
 from ops.messaging import Messaging
 from ops.persistence import Persistence
 from ops.reload import ConfigReloader
@@ -112,6 +113,8 @@ class Runtime:
                                        config.server.reload_poll_s)
         self.registry = metrics.make_registry(self)
         self.registry.register(self.messaging.collector())
+        self.registry.register(self.campaigns.collector())
+        self.registry.register(DialerCollector(self.dialer))
 
     # -- life cycle ----------------------------------------------------------------
 

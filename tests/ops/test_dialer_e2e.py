@@ -13,12 +13,15 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import msgspec
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agents.realtime.breaker import default_breaker
 from ops.dev.fake_realtime import FakeRealtimeRunner, Script, Turn, serve_fake_realtime
-from tests.helpers import eventually
+from telephony.twilio.signature import SignatureChecker
+from tests.helpers import AUTH_TOKEN, eventually
 from tests.telephony.dialer.rig import (
     BOOKER,
     BUSY,
@@ -192,3 +195,22 @@ async def test_dont_call_us_again_puts_the_number_on_dnc(tmp_path: Path) -> None
         refused = await rig.finished(again.id)
         assert refused.failedReason.startswith("do not call")
         assert rig.twilio.creates == 1
+
+
+async def test_forged_and_stranger_callbacks_are_counted_on_metrics(rig: Rig) -> None:
+    url = rig.server.url
+    form = {"CallSid": "CA" + "7" * 32, "CallStatus": "completed"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url + "/twilio/call-status", data=form,
+                             headers={"X-Twilio-Signature": "forged"}) as resp:
+            assert resp.status == 403
+        signature = SignatureChecker(AUTH_TOKEN).sign(url + "/twilio/call-status", form)
+        async with http.post(url + "/twilio/call-status", data=form,
+                             headers={"X-Twilio-Signature": signature}) as resp:
+            assert resp.status == 204
+        async with http.get(url + "/metrics") as resp:
+            text = await resp.text()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    assert samples[("leadline_dialer_callbacks_total", (("kind", "forged"),))] == 1
+    assert samples[("leadline_dialer_callbacks_total", (("kind", "unknown_calls"),))] == 1
