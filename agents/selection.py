@@ -9,19 +9,20 @@ its apology.
 
 The breaker's thresholds come from `[openai] breaker_*` and are applied here
 only, at construction and on every config reload (`configure`), never per
-call. The Realtime modules, and the OpenAI SDK behind them, are imported on
-the first call that needs them, so a keyless deployment never loads them.
+call. The brains are imported on first use: the OpenAI SDK only when a call
+needs it, and `resolve_kind` (which `leadline config show` asks) loads neither.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from agents.brain import Brain, CallContext
-from agents.scripted import ScriptedBrain
 from agents.settings import BrainSettings, OpenAISettings, ScriptedSettings
+
+if TYPE_CHECKING:
+    from agents.brain import Brain, CallContext
 
 log = logging.getLogger("leadline.agents.selection")
 
@@ -82,10 +83,14 @@ class BrainSelector:
                 return RealtimeBrain(cfg.openai, registry=self._registry(cfg.openai))
             log.warning("realtime circuit open; call starts on the keyless brain",
                         extra={"call_sid": context.call_sid})
+        from agents.scripted import ScriptedBrain
+
         return ScriptedBrain(cfg.scripted)
 
     def fallback_brain(self, context: CallContext) -> Brain:
         """The brain a call switches to when its own cannot go on."""
+        from agents.scripted import ScriptedBrain
+
         return ScriptedBrain(self._config().scripted, fallback=True)
 
     def _registry(self, settings: OpenAISettings) -> Any:
