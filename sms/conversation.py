@@ -241,8 +241,10 @@ class Conversation:
         kind = _OPT_TYPE_KIND.get(inbound.opt_out_type or "") or classify_consent(inbound.body)
         twilio_answered = inbound.opt_out_type is not None
         if kind == "opt_out":
+            await self.db.set_message_intent(msg.id, "opt_out", 1.0)
             return await self._opt_out(phone, inbound, twilio_answered)
         if kind == "opt_in" and await self.db.is_opted_out(phone):
+            await self.db.set_message_intent(msg.id, "opt_in", 1.0)
             return await self._opt_in(phone, inbound, twilio_answered)
         if kind == "help":
             self.stats.helps += 1

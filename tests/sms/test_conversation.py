@@ -102,6 +102,8 @@ async def test_stop_texting_me_gets_exactly_one_confirmation(rig: Rig) -> None:
     assert rig.bodies()[before:] == confirmations
     kinds = [e.kind for e in await rig.db.list_consent_events(LEAD)]
     assert kinds == ["opt_out", "opt_out"]
+    inbound = [m for m in await rig.db.list_messages(LEAD) if m.direction == "inbound"]
+    assert [m.intent for m in inbound[1:3]] == ["opt_out", "opt_out"]
     assert rig.conv.stats.silenced == 1
 
 
