@@ -4,6 +4,7 @@
     leadline nlu intent TEXT | --file F [--config FILE]
     leadline nlu triage TEXT | --file F [--industry I] [--config FILE]
     leadline nlu entities TEXT | --file F [--now ISO] [--zone Z] [--config FILE]
+    leadline nlu ivr TEXT | --file F [--goal G]
     leadline db migrate | db backup PATH | db purge [--days N]
     leadline callers show NUMBER
     leadline calls list [--since ISO] [--limit N]
@@ -76,6 +77,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ents.add_argument("--config", default=None, help="TOML config to read [nlu] from")
     ents.add_argument("--json", action="store_true", help="(the output is always JSON)")
     ents.set_defaults(func=cmd_nlu_entities)
+    ivr = nlu_sub.add_parser(
+        "ivr", help='print {"text", "digit", "reason"}: the key to press in a phone-tree menu')
+    ivr.add_argument("text", nargs="?", help="the callee's transcript of one menu")
+    ivr.add_argument("--file",
+                     help="one menu per line, 'text<TAB>goal' (goal optional; '-': stdin)")
+    ivr.add_argument("--goal", default=None,
+                     help="who to reach: front desk (default), billing, sales, scheduling, …")
+    ivr.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    ivr.set_defaults(func=cmd_nlu_ivr)
 
     db = subparsers.add_parser("db", help="the SQL store")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -210,6 +220,19 @@ def cmd_nlu_entities(args: argparse.Namespace) -> int:
         return _error(str(exc))
     for r in results:
         _print_json(r)
+    return 0
+
+
+def cmd_nlu_ivr(args: argparse.Namespace) -> int:
+    """Rules only (agents/nlu/ivr.toml); exit 2 for no text or an unreadable file."""
+    texts = _nlu_texts(args)
+    if isinstance(texts, int):
+        return texts
+    from agents.nlu.ivr import ivr_choice
+
+    for line in texts:
+        text, _, goal = line.partition("\t") if args.file is not None else (line, "", "")
+        _print_json(ivr_choice(text, goal.strip() or args.goal))
     return 0
 
 
