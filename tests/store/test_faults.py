@@ -12,7 +12,7 @@ import pytest
 from store import migrations
 from store.database import open_database, redact_url
 from store.errors import SchemaTooNew, StoreError, StoreUnavailable, StoreWriteError
-from store.models import Turn, utcnow
+from store.models import LeadInput, Turn, utcnow
 from store.sqlite import SqliteDatabase
 from tests.store.conftest import PG_URL, pg_schema
 
@@ -126,3 +126,62 @@ async def test_concurrent_postgres_starts_migrate_once() -> None:
 async def test_postgres_schema_missing_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="schema"):
         await open_database(f"{PG_URL}?search_path=t_does_not_exist_xyz")
+
+
+async def test_a_lead_batch_on_a_full_disk_is_refused_whole_and_counted(tmp_path: Path) -> None:
+    db = await open_database(f"sqlite:///{tmp_path}/full.db")
+    assert isinstance(db, SqliteDatabase)
+    try:
+        await db.upsert_leads([LeadInput("+14155552671", first_name="Maria")])
+        pages = (await db._writer.execute_fetchall("PRAGMA page_count"))[0][0]
+        await db._writer.execute(f"PRAGMA max_page_count = {pages}")
+        batch = [LeadInput(f"+1415555{n:04d}", attributes={"note": "x" * 1500})
+                 for n in range(100, 1100)]
+        with pytest.raises(StoreWriteError, match="full"):
+            await db.upsert_leads(batch)
+        assert db.stats.write_errors == 1
+        assert [lead.phone for lead in await db.list_leads()] == ["+14155552671"]
+        await db._writer.execute("PRAGMA max_page_count = 1073741823")
+        assert (await db.upsert_leads(batch)).created == 1000
+    finally:
+        await db.close()
+
+
+async def test_postgres_lost_mid_claim_is_unavailable_and_counted() -> None:
+    async with pg_schema() as url:
+        db = await open_database(url, pool_min_size=1, pool_max_size=1)
+        try:
+            await db.queue_outbound_message(
+                phone="+14155552671", channel="sms", purpose="marketing", body="x",
+                from_addr="+15005550006", to_addr="+14155552671", segments=1,
+                idempotency_key="k1")
+            row = await db.fetchrow("SELECT pg_backend_pid()")  # type: ignore[attr-defined]
+            admin = await asyncpg.connect(url)
+            try:
+                # Hold the table so the claim waits inside its transaction, then kill only
+                # this database's one pooled connection (the server is shared).
+                locker = admin.transaction()
+                await locker.start()
+                await admin.execute("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE")
+                claim = asyncio.ensure_future(
+                    db.claim_outbox(now=utcnow(), limit=10, lease_s=30))
+                for _ in range(100):
+                    waiting = await admin.fetchval(
+                        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                        row[0])
+                    if waiting:
+                        break
+                    await asyncio.sleep(0.05)
+                assert waiting, "the claim never reached the lock"
+                await admin.execute("SELECT pg_terminate_backend($1)", row[0])
+                with pytest.raises(StoreUnavailable, match="outbox claim"):
+                    await asyncio.wait_for(claim, timeout=10)
+                await locker.rollback()
+            finally:
+                await admin.close()
+            assert db.stats.write_errors == 1
+            # the pool reconnects: the next claim works and finds the row untouched
+            (item,) = await db.claim_outbox(now=utcnow(), limit=10, lease_s=30)
+            assert item.attempts == 1
+        finally:
+            await db.close()
