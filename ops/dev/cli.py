@@ -23,6 +23,12 @@ def _cmd_bench_calls(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def _cmd_bench_dial(args: argparse.Namespace) -> int:
+    from ops.dev.dial_bench import run_bench
+
+    return run_bench(args)
+
+
 def _cmd_fake_realtime(args: argparse.Namespace) -> int:
     from ops.dev.fake_realtime import run
 
@@ -72,6 +78,16 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                        help="spread call starts over this long")
     calls.add_argument("--auth-token", default=None)
     calls.set_defaults(func=_cmd_bench_calls)
+    dial = bench_sub.add_parser("dial", help="N call jobs through the dialer against the "
+                                "fake callee, one JSON line out")
+    dial.add_argument("--jobs", type=int, default=20)
+    dial.add_argument("--concurrency", type=int, default=10)
+    dial.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    dial.add_argument("--timeout-s", type=float, default=120.0)
+    dial.add_argument("--callee", choices=("human", "busy"), default="human")
+    dial.add_argument("--rate", type=float, default=10.0, help="jobs added per second (0: burst)")
+    dial.add_argument("--database-url", default="", help="store (default: a temporary SQLite)")
+    dial.set_defaults(func=_cmd_bench_dial)
 
 
 def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:

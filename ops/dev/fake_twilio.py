@@ -122,6 +122,8 @@ class PlacedCall:
     closed_by_server: bool = False
     lines_said: int = 0
     hangup_requested: bool = False
+    # time.time() of calls.create's arrival and of the agent's first audio on the stream.
+    first_agent_audio_at: float | None = None
     ws: aiohttp.ClientWebSocketResponse | None = None
 
 
@@ -360,6 +362,8 @@ class FakeTwilio:
             if isinstance(m, ServerError):
                 continue
             if isinstance(m, ServerMedia):
+                if call.first_agent_audio_at is None:
+                    call.first_agent_audio_at = time.time()
                 due, _ = playout.media(t, m.audio)
                 await echo(due)
             elif isinstance(m, ServerMark):

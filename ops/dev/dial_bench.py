@@ -1,0 +1,155 @@
+"""`leadline bench dial`: N call jobs through the real app against the fake callee.
+
+Everything in one process, as the tests run it: the leadline app on a free port with
+its dialer sidecar (`concurrency` calls in flight), the real Redis queue, a temporary
+SQLite store, and `ops.dev.fake_twilio` answering `calls.create` and playing a callee
+that answers, hears the greeting and hangs up (`--callee human`), or is busy (`--callee
+busy`: no media, so the figure is the dialer's own, not the fake's speech synthesis
+sharing the process). One JSON object out:
+
+Jobs are added at `--rate` per second (0: all at once, a burst that measures queueing
+behind the store as much as the dialer).
+
+- `job_to_dial_ms`: the job's creation (the producer's clock) to calls.create arriving
+  at the fake, p50/p99;
+- `answer_to_first_audio_ms`: the callee answering (stream opened) to the agent's first
+  audio frame on the stream, p50/p99;
+- `duplicate_dials`: calls.create beyond one per job; `lost_jobs`: jobs not finished
+  within the time bound; `outcomes`: by outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+async def _bench(args: argparse.Namespace) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    import msgspec
+    from aiohttp import web
+    from bullmq import Job, Queue
+
+    from ops import config as config_mod
+    from ops.app import RUNTIME, build_app
+    from ops.dev.fake_twilio import Callee, CalleeScript, FakeTwilio
+
+    token = "bench-token-" + uuid.uuid4().hex[:8]
+    account = "AC" + "b" * 32
+    data = tempfile.mkdtemp(prefix="leadline-dial-bench-")
+    callee = Callee(answer=args.callee, lines=["Hello, front desk."], ring_ms=100, max_s=15)
+    twilio = await FakeTwilio(account, token, script=CalleeScript(default=callee)).start()
+    queue_name = f"dial-bench-{uuid.uuid4().hex[:8]}"
+    cfg = config_mod.load(None, environ={
+        "LEADLINE_TWILIO_AUTH_TOKEN": token, "LEADLINE_TWILIO_ACCOUNT_SID": account,
+        "LEADLINE_TWILIO_API_BASE_URL": twilio.base_url,
+        "LEADLINE_STORE_DATABASE_URL": args.database_url or f"sqlite:///{data}/bench.db",
+        "LEADLINE_STORE_JOURNAL_DIR": f"{data}/journal",
+        "LEADLINE_SCRIPTED_MESSAGES_DIRECTORY": f"{data}/messages",
+        "LEADLINE_BRAIN_KIND": "scripted", "LEADLINE_LOG_LEVEL": "WARNING",
+        "LEADLINE_DIALER_ENABLED": "true", "LEADLINE_DIALER_REDIS_URL": args.redis_url,
+        "LEADLINE_DIALER_QUEUE": queue_name, "LEADLINE_DIALER_CALLER_ID": "+14155550100",
+        "LEADLINE_DIALER_CONCURRENCY": str(args.concurrency),
+        "LEADLINE_DIALER_POLL_S": "0.5", "LEADLINE_SERVER_MAX_CALLS": str(args.jobs + 10),
+    })
+    app = build_app(cfg)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runtime = app[RUNTIME]
+    runtime.config = msgspec.structs.replace(
+        runtime.config, twilio=msgspec.structs.replace(runtime.config.twilio, public_url=url))
+    # The gate's clock at a weekday noon in California: the figures must not depend on the
+    # hour the bench runs at (quiet hours would delay every job).
+    noon = datetime(2026, 3, 3, 20, 0, tzinfo=UTC)
+    runtime.dialer.dialer.now = lambda: noon
+    queue = Queue(queue_name, {"connection": args.redis_url})
+    jobs: list[Any] = []
+    finished: dict[str, Any] = {}
+    started = time.monotonic()
+    try:
+        gap = 1.0 / args.rate if args.rate > 0 else 0.0
+        for i in range(args.jobs):
+            if gap:
+                await asyncio.sleep(gap)
+            phone = f"+1415555{2000 + i % 8000:04d}"
+            jobs.append(await queue.add("call", {"campaignId": "bench", "step": i,
+                                                 "contact": {"firstName": "Ada",
+                                                             "phone": phone}}, {}))
+        deadline = time.monotonic() + args.timeout_s
+        while len(finished) < len(jobs) and time.monotonic() < deadline:
+            for job in jobs:
+                if job.id in finished:
+                    continue
+                fresh = await Job.fromId(queue, job.id)
+                if fresh is not None and fresh.finishedOn:
+                    finished[job.id] = fresh
+            await asyncio.sleep(0.5)
+        wall = time.monotonic() - started
+        created = {j.id: j.timestamp for j in jobs}
+        by_job: dict[str, list[Any]] = {}
+        for call in twilio.calls.values():
+            by_job.setdefault(call.parameters.get("JobId", "") or
+                              _job_of(call.form.get("Twiml", "")), []).append(call)
+        dial_ms = [(calls[0].created_at * 1000 - created[jid]) for jid, calls in by_job.items()
+                   if jid in created]
+        first_audio = [(c.first_agent_audio_at - c.answered_at) * 1000
+                       for c in twilio.calls.values()
+                       if c.first_agent_audio_at and c.answered_at]
+        outcomes: dict[str, int] = {}
+        for job in finished.values():
+            key = (job.returnvalue or {}).get("outcome") if job.returnvalue else \
+                f"failed: {str(job.failedReason)[:40]}"
+            outcomes[str(key)] = outcomes.get(str(key), 0) + 1
+        return {
+            "bench": "dial", "jobs": args.jobs, "concurrency": args.concurrency,
+            "callee": args.callee, "rate_per_s": args.rate,
+            "store": "postgresql" if args.database_url.startswith("postgres") else "sqlite",
+            "wall_s": round(wall, 2),
+            "job_to_dial_ms": {"p50": _pct(dial_ms, 0.5), "p99": _pct(dial_ms, 0.99)},
+            "answer_to_first_audio_ms": {"p50": _pct(first_audio, 0.5),
+                                         "p99": _pct(first_audio, 0.99)},
+            "calls_create": twilio.creates,
+            "duplicate_dials": max(0, twilio.creates - len(by_job)),
+            "lost_jobs": len(jobs) - len(finished),
+            "outcomes": outcomes,
+        }
+    finally:
+        await queue.obliterate(force=True)
+        await queue.close()
+        await runner.cleanup()
+        await twilio.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _job_of(twiml: str) -> str:
+    import re
+
+    match = re.search(r'name="JobId" value="([^"]*)"', twiml)
+    return match.group(1) if match else ""
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.jobs < 1 or args.jobs > 2000 or args.concurrency < 1:
+        print("error: --jobs must be 1..2000 and --concurrency >= 1", file=sys.stderr)
+        return 2
+    result = asyncio.run(_bench(args))
+    print(json.dumps(result))
+    return 0
