@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -214,3 +216,52 @@ async def test_forged_and_stranger_callbacks_are_counted_on_metrics(rig: Rig) ->
                for fam in text_string_to_metric_families(text) for s in fam.samples}
     assert samples[("leadline_dialer_callbacks_total", (("kind", "forged"),))] == 1
     assert samples[("leadline_dialer_callbacks_total", (("kind", "unknown_calls"),))] == 1
+
+
+async def test_dialer_run_command_consumes_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The installed `leadline dialer run`, configured by environment, takes a job (the
+    server has no dialer of its own here) and exits 0 on SIGTERM; bad config exits 2."""
+    async with make_rig(tmp_path, {"LEADLINE_DIALER_ENABLED": "false"}) as rig:
+        await _run_command(rig)
+
+
+async def _run_command(rig: Rig) -> None:
+    exe = Path(sys.executable).parent / "leadline"
+    runtime = rig.server.runtime
+    env = {**os.environ,
+           "LEADLINE_TWILIO_ACCOUNT_SID": runtime.config.twilio.account_sid,
+           "LEADLINE_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+           "LEADLINE_TWILIO_API_BASE_URL": rig.twilio.base_url,
+           "LEADLINE_TWILIO_PUBLIC_URL": rig.server.url,
+           "LEADLINE_STORE_DATABASE_URL": runtime.config.store.database_url,
+           "LEADLINE_DIALER_REDIS_URL": runtime.config.dialer.redis_url,
+           "LEADLINE_DIALER_QUEUE": rig.queue.name,
+           "LEADLINE_DIALER_CALLER_ID": runtime.config.dialer.caller_id}
+    bad = await asyncio.create_subprocess_exec(
+        str(exe), "dialer", "run", env={**env, "LEADLINE_DIALER_CONCURRENCY": "0"},
+        stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(bad.communicate(), 30)
+    assert bad.returncode == 2 and b"concurrency" in err
+    proc = await asyncio.create_subprocess_exec(
+        str(exe), "dialer", "run", env=env, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert b"dialer consuming" in line
+        # The command's gate runs on the real clock: at this hour it may allow the call
+        # (dialed: busy) or not (delayed); either shows the command took the job.
+        job = await rig.add(contact(BUSY))
+
+        async def settled() -> bool:
+            fresh = await rig.job(job.id)
+            return bool(fresh.finishedOn) or await fresh.isDelayed()
+
+        await eventually(settled, "the command took the job", limit_s=30, interval_s=0.2)
+        fresh = await rig.job(job.id)
+        if fresh.finishedOn:
+            assert fresh.returnvalue["outcome"] == "busy" and rig.twilio.creates == 1
+        else:
+            assert rig.twilio.creates == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
