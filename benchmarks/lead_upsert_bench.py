@@ -10,7 +10,9 @@ upsert_leads calls are timed. By default each batch's phones were just
 normalised, as the importer does while reading the CSV; with --national the
 store parses every '(415) 555-0100' itself (~100-200 µs each, the worst case).
 CSV parsing is not included (benchmarks/leads_import_bench.py times the whole
-command). Prints one JSON line per backend and pass. PostgreSQL
+command). `client_cpu_s` is this process's CPU (threads included: SQLite works in
+aiosqlite's thread; PostgreSQL's server CPU is not in it), steadier than wall time
+on a shared machine. Prints one JSON line per backend and pass. PostgreSQL
 runs in a throwaway schema, dropped at the end; SQLite in a temporary directory.
 """
 
@@ -92,7 +94,7 @@ async def run(backend: str, rows: int, batch: int, pg_url: str, national: bool) 
             for label, data in passes.items():
                 assert data is not None
                 totals = [0, 0, 0]
-                wall = 0.0
+                wall = cpu = 0.0
                 for offset in range(0, len(data), batch):
                     chunk = data[offset:offset + batch]
                     if not national:
@@ -100,15 +102,17 @@ async def run(backend: str, rows: int, batch: int, pg_url: str, national: bool) 
                         # batch (not timed: it is CSV work, not store work).
                         for lead in chunk:
                             normalize_phone(lead.phone)
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     result = await db.upsert_leads(chunk)
                     wall += time.perf_counter() - start
+                    cpu += time.process_time() - start_cpu
                     totals[0] += result.created
                     totals[1] += result.updated
                     totals[2] += result.unchanged
                 emit(bench="lead_upsert", backend=backend, run=label, rows=rows, batch=batch,
                      phones="national" if national else "e164",
                      wall_s=round(wall, 2), rows_per_s=round(rows / wall),
+                     client_cpu_s=round(cpu, 2),
                      created=totals[0], updated=totals[1], unchanged=totals[2])
         finally:
             await db.close()
