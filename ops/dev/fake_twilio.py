@@ -21,7 +21,9 @@ callbacks and their answers, how much agent audio the callee heard.
 Behaviours: `human` (says its lines, each after the agent has finished speaking, then
 waits for an answer and hangs up), `machine` (a voicemail greeting and a beep, then
 listens until we hang up; AMD machine_end_beep), `silence` (answers and says nothing;
-AMD unknown), `busy`, `no-answer`, `failed`.
+AMD unknown), `ivr` (a phone menu repeated until the agent keys the right digit in-band
+— heard with a Goertzel DTMF ear — then a human; gives up after `ivr_repeats` menus),
+`busy`, `no-answer`, `failed`.
 
 Messages live in `tests/fakes/twilio_rest.py`; both fakes answer the same account.
 """
@@ -61,7 +63,7 @@ from telephony.twilio.signature import SIGNATURE_HEADER, SignatureChecker
 
 log = logging.getLogger("leadline.dev.fake_twilio")
 FRAME_S = ulaw.FRAME_MS / 1000
-Answer = Literal["human", "machine", "silence", "busy", "no-answer", "failed"]
+Answer = Literal["human", "machine", "silence", "ivr", "busy", "no-answer", "failed"]
 
 
 class Callee(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -78,6 +80,12 @@ class Callee(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     quiet_s: float = 1.0
     # Longest the callee stays on the line.
     max_s: float = 30.0
+    # ivr: the menu played until the caller (our agent) keys `ivr_digit` in-band; then the
+    # callee is a human saying `lines`. A wrong digit is refused; after `ivr_repeats`
+    # menus without the right one the IVR hangs up.
+    menu: str = "Thank you for calling. For appointments press 1. For the front desk press 2."
+    ivr_digit: str = "2"
+    ivr_repeats: int = 3
 
 
 class CalleeScript(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -124,7 +132,53 @@ class PlacedCall:
     hangup_requested: bool = False
     # time.time() of calls.create's arrival and of the agent's first audio on the stream.
     first_agent_audio_at: float | None = None
+    # DTMF digits heard in the agent's audio (in-band tones), in order.
+    digits_heard: list[str] = field(default_factory=list)
     ws: aiohttp.ClientWebSocketResponse | None = None
+
+
+_DTMF_LOW = (697.0, 770.0, 852.0, 941.0)
+_DTMF_HIGH = (1209.0, 1336.0, 1477.0, 1633.0)
+_DTMF_KEYS = ("123A", "456B", "789C", "*0#D")
+
+
+class DtmfEar:
+    """The callee's ear for in-band DTMF: Goertzel power at the eight DTMF frequencies per
+    20 ms frame; a digit is heard once its tone pair dominates two frames running (ITU-T
+    Q.24 asks for 40 ms), and again only after a frame without it."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        n = ulaw.FRAME_SAMPLES
+        t = np.arange(n)
+        freqs = _DTMF_LOW + _DTMF_HIGH
+        self._basis = np.exp(-2j * np.pi * np.outer(freqs, t) / ulaw.SAMPLE_RATE)
+        self._np = np
+        self._last: str | None = None
+        self._run = 0
+        self._reported = False
+
+    def frame(self, ulaw_frame: bytes) -> str | None:
+        np = self._np
+        if len(ulaw_frame) != ulaw.FRAME_BYTES:
+            return None
+        pcm = np.frombuffer(ulaw.decode(ulaw_frame), dtype="<i2").astype(np.float64)
+        total = float(np.dot(pcm, pcm)) + 1e-9
+        power = np.abs(self._basis @ pcm) ** 2 * 2 / len(pcm)
+        low, high = int(np.argmax(power[:4])), int(np.argmax(power[4:]))
+        tone = power[low] + power[4 + high]
+        digit = _DTMF_KEYS[low][high] if tone > 0.6 * total and total > 1e5 * len(pcm) \
+            else None
+        if digit is not None and digit == self._last:
+            self._run += 1
+        else:
+            self._run, self._reported = (1 if digit else 0), False
+        self._last = digit
+        if digit is not None and self._run >= 2 and not self._reported:
+            self._reported = True
+            return digit
+        return None
 
 
 def _beep(ms: int = 400, hz: float = 1000.0) -> bytes:
@@ -354,11 +408,17 @@ class FakeTwilio:
                 if not ws.closed:
                     await ws.send_str(side.mark(name).decode())
 
+        ear = DtmfEar() if call.callee.answer == "ivr" else None
         async for msg in ws:
             if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 break
             m = parse_server(msg.data)
             t = now()
+            if ear is not None and isinstance(m, ServerMedia):
+                for i in range(0, len(m.audio) - ulaw.FRAME_BYTES + 1, ulaw.FRAME_BYTES):
+                    digit = ear.frame(m.audio[i:i + ulaw.FRAME_BYTES])
+                    if digit is not None:
+                        call.digits_heard.append(digit)
             if isinstance(m, ServerError):
                 continue
             if isinstance(m, ServerMedia):
@@ -379,6 +439,10 @@ class FakeTwilio:
         """The callee's frames, one per 20 ms on absolute deadlines, until someone hangs up."""
         c = call.callee
         loop = asyncio.get_running_loop()
+        if c.answer == "ivr":
+            if not await self._ivr(call, ws, side, playout, now):
+                return
+            c = msgspec.structs.replace(c, answer="human")
         if c.answer == "machine":
             queue = [await synthesize_ulaw_async(c.greeting) + _beep()]
         elif c.answer == "human":
@@ -427,6 +491,42 @@ class FakeTwilio:
                 await ws.send_str(side.media(frame).decode())
             except (ConnectionResetError, aiohttp.ClientError):
                 return
+
+    async def _ivr(self, call: PlacedCall, ws: aiohttp.ClientWebSocketResponse,
+                   side: TwilioSide, playout: Playout, now: Any) -> bool:
+        """Play the menu until the right digit is keyed; False: the IVR gave up."""
+        c = call.callee
+        loop = asyncio.get_running_loop()
+        menu = await synthesize_ulaw_async(c.menu)
+        invalid = await synthesize_ulaw_async("Sorry, that is not a valid option.")
+        silence = ulaw.SILENT_FRAME * 100  # 2 s between menus
+        plays = 0
+        audio, pos, checked = b"", 0, 0
+        t0, tick = loop.time(), 0
+        while not ws.closed and now() < c.max_s:
+            tick += 1
+            delay = t0 + tick * FRAME_S - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for name in playout.advance(now()):
+                await ws.send_str(side.mark(name).decode())
+            heard = call.digits_heard[checked:]
+            if heard:
+                checked = len(call.digits_heard)
+                if c.ivr_digit in heard:
+                    return True
+                audio, pos = invalid + silence, 0
+            if pos >= len(audio):
+                if plays >= c.ivr_repeats:
+                    return False
+                audio, pos = menu + silence, 0
+                plays += 1
+            frame = audio[pos:pos + ulaw.FRAME_BYTES]
+            pos += ulaw.FRAME_BYTES
+            if len(frame) < ulaw.FRAME_BYTES:
+                frame += ulaw.SILENT_FRAME[len(frame):]
+            await ws.send_str(side.media(frame).decode())
+        return False
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -21,13 +21,20 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.realtime.breaker import default_breaker
-from ops.dev.fake_realtime import FakeRealtimeRunner, Script, Turn, serve_fake_realtime
+from ops.dev.fake_realtime import (
+    FakeRealtimeRunner,
+    Script,
+    ScriptedToolCall,
+    Turn,
+    serve_fake_realtime,
+)
 from telephony.twilio.signature import SignatureChecker
 from tests.helpers import AUTH_TOKEN, eventually
 from tests.telephony.dialer.rig import (
     BOOKER,
     BUSY,
     HUMAN,
+    IVR,
     LONG,
     MACHINE,
     NOANSWER,
@@ -265,3 +272,19 @@ async def _run_command(rig: Rig) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def test_ivr_menu_is_passed_with_in_band_dtmf(tmp_path: Path) -> None:
+    """The callee is a phone menu: the agent (the Realtime brain's send_dtmf tool) keys 2
+    as in-band tones, the fake's DTMF ear hears it, and a person picks up."""
+    turns = (Turn(transcript="For appointments press 1. For the front desk press 2.",
+                  tool_calls=(ScriptedToolCall("send_dtmf", {"digits": "2"}),),
+                  after_tool_reply=""),
+             Turn(transcript="Front desk, this is Sam.", reply="Hi Sam, thanks."))
+    async with realtime_rig(tmp_path, turns) as (rig, _fake):
+        job = await rig.add(contact(IVR))
+        done = await rig.finished(job.id, limit_s=60)
+        call = rig.twilio.calls[done.returnvalue["callSid"]]
+        assert call.digits_heard[:1] == ["2"], call.digits_heard
+        assert call.lines_said == 1
+        assert done.returnvalue["outcome"] == "declined"

@@ -33,6 +33,8 @@ NOANSWER = "+14155552674"
 LONG = "+14155552675"
 # Says hello, then agrees to a time.
 BOOKER = "+14155552676"
+# A phone menu that wants "2", then a person.
+IVR = "+14155552677"
 NOON_PT = datetime(2026, 3, 3, 20, 0, tzinfo=UTC)  # Tuesday 12:00 in California
 
 
@@ -74,6 +76,7 @@ async def make_rig(tmp_path: Path, env: dict[str, str] | None = None) -> AsyncIt
         MACHINE: Callee(answer="machine", max_s=25),
         BUSY: Callee(answer="busy"),
         NOANSWER: Callee(answer="no-answer"),
+        IVR: Callee(answer="ivr", max_s=45, lines=["Front desk, this is Sam."]),
         BOOKER: Callee(answer="human", max_s=40,
                        lines=["Hello, front desk.", "Sure, Tuesday at 3 works."]),
         LONG: Callee(answer="human", max_s=40, lines=[
