@@ -9,8 +9,9 @@ its apology.
 
 The breaker's thresholds come from `[openai] breaker_*` and are applied here
 only, at construction and on every config reload (`configure`), never per
-call. The brains are imported on first use: the OpenAI SDK only when a call
-needs it, and `resolve_kind` (which `leadline config show` asks) loads neither.
+call. The brains are imported when the config first asks for them (the OpenAI SDK
+at start or reload when `kind` resolves to openai, never inside a call), and
+`resolve_kind` (which `leadline config show` asks) loads neither.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class BrainSelector:
         cfg = self._config()
         if resolve_kind(cfg.brain, cfg.openai) != "openai":
             return
+        # Import the Realtime brain (and the OpenAI SDK, seconds on a busy core) here, at
+        # start or reload, so the first call's greeting never waits behind the import.
+        import agents.realtime.brain  # noqa: F401
         from agents.realtime.breaker import default_breaker
 
         o = cfg.openai
