@@ -26,6 +26,7 @@ from sms.email.settings import EmailSettings
 from sms.settings import OutboxSettings
 from store.settings import SessionsSettings, StoreSettings
 from telephony.dialer.settings import DialerSettings
+from telephony.livekit.settings import LiveKitSettings
 from telephony.settings import TwilioSettings
 
 ENV_PREFIX = "LEADLINE_"
@@ -36,7 +37,7 @@ ENV_ALIASES = {
     "OPENAI_API_KEY": ("openai", "api_key"),
 }
 SECRET_KEYS = {("twilio", "auth_token"), ("openai", "api_key"), ("sms", "llm_api_key"),
-               ("email", "password"), ("email", "unsubscribe_secret")}
+               ("email", "password"), ("livekit", "api_secret"), ("email", "unsubscribe_secret")}
 
 
 class ConfigError(ValueError):
@@ -81,6 +82,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     nlu: NluSettings = msgspec.field(default_factory=NluSettings)
     sms_outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
     dialer: DialerSettings = msgspec.field(default_factory=DialerSettings)
+    livekit: LiveKitSettings = msgspec.field(default_factory=LiveKitSettings)
     campaigns: CampaignSettings = msgspec.field(default_factory=CampaignSettings)
     email: EmailSettings = msgspec.field(default_factory=EmailSettings)
 
