@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         from ops.campaigns_cli import register as register_campaigns
 
         register_campaigns(sub)
+        from ops.tokens_cli import register as register_tokens
+
+        register_tokens(sub)
     return parser
 
 

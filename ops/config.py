@@ -21,6 +21,7 @@ from agents.compliance.settings import ComplianceSettings
 from agents.nlu.settings import NluSettings
 from agents.settings import BrainSettings, OpenAISettings, ScriptedSettings
 from media.settings import MediaSettings, RecordingSettings, VadSettings
+from ops.api.settings import ApiSettings
 from sms.campaigns.settings import CampaignSettings
 from sms.email.settings import EmailSettings
 from sms.settings import OutboxSettings
@@ -85,6 +86,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     livekit: LiveKitSettings = msgspec.field(default_factory=LiveKitSettings)
     campaigns: CampaignSettings = msgspec.field(default_factory=CampaignSettings)
     email: EmailSettings = msgspec.field(default_factory=EmailSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
 
     @property
     def brain_kind(self) -> Literal["scripted", "openai"]:

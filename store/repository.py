@@ -62,6 +62,7 @@ from store.models import (
     utcnow,
 )
 from store.phones import normalize_phone
+from store.token_repo import TokenRepoMixin
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class Tx(abc.ABC):
         return await self.insert_rows(head, [kind for _, kind in columns], rows, tail)
 
 
-class SqlRepository(CampaignRepoMixin, DialerRepoMixin, Database):
+class SqlRepository(TokenRepoMixin, CampaignRepoMixin, DialerRepoMixin, Database):
     """All of `Database` in SQL. Subclasses give the driver; see the module docstring."""
 
     dialect: ClassVar[Dialect]
