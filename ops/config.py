@@ -25,6 +25,7 @@ from ops.api.settings import ApiSettings
 from sms.campaigns.settings import CampaignSettings
 from sms.email.settings import EmailSettings
 from sms.settings import OutboxSettings
+from store.artifacts import ArtifactSettings
 from store.settings import SessionsSettings, StoreSettings
 from telephony.dialer.settings import DialerSettings
 from telephony.livekit.settings import LiveKitSettings
@@ -38,7 +39,8 @@ ENV_ALIASES = {
     "OPENAI_API_KEY": ("openai", "api_key"),
 }
 SECRET_KEYS = {("twilio", "auth_token"), ("openai", "api_key"), ("sms", "llm_api_key"),
-               ("email", "password"), ("livekit", "api_secret"), ("email", "unsubscribe_secret")}
+               ("email", "password"), ("livekit", "api_secret"), ("email", "unsubscribe_secret"),
+               ("artifacts", "secret_access_key")}
 
 
 class ConfigError(ValueError):
@@ -86,6 +88,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     livekit: LiveKitSettings = msgspec.field(default_factory=LiveKitSettings)
     campaigns: CampaignSettings = msgspec.field(default_factory=CampaignSettings)
     email: EmailSettings = msgspec.field(default_factory=EmailSettings)
+    artifacts: ArtifactSettings = msgspec.field(default_factory=ArtifactSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
 
     @property
