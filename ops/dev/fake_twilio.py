@@ -455,6 +455,9 @@ class FakeTwilio:
         pos = 0
         amd_due = c.amd_after_ms / 1000 if c.answer != "machine" else None
         waiting_since = 0.0
+        # Agent responses heard when the callee last finished speaking: a later one is
+        # the answer it waits for (the greeting, for the first line).
+        responses_before = playout.responses - 1 if playout.responses else 0
         while not ws.closed:
             tick += 1
             delay = t0 + tick * FRAME_S - loop.time()
@@ -473,15 +476,16 @@ class FakeTwilio:
                 if audio:  # just finished saying something
                     audio, pos = b"", 0
                     waiting_since = t
+                    responses_before = playout.responses
                     if c.answer == "machine":
                         self._spawn(self._amd(call, "machine_end_beep"))
-                ready = c.answer == "machine" or (
-                    playout.responses > call.lines_said and playout.idle_for(t) >= c.quiet_s)
+                answered = playout.responses > responses_before and \
+                    playout.idle_for(t) >= c.quiet_s
+                ready = c.answer == "machine" or answered
                 if queue and (ready or (t - waiting_since > 6.0 and not playout.busy)):
                     audio, pos = queue.pop(0), 0
                     call.lines_said += 1
-                elif not queue and c.answer == "human" and call.lines_said and \
-                        playout.responses > call.lines_said and playout.idle_for(t) >= c.quiet_s:
+                elif not queue and c.answer == "human" and call.lines_said and answered:
                     return  # answered after the last line: the callee hangs up
             frame = audio[pos:pos + ulaw.FRAME_BYTES] if pos < len(audio) else b""
             pos += ulaw.FRAME_BYTES

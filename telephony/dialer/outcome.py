@@ -8,6 +8,7 @@ intents come from the shared intent rules plus this package's `outcomes.toml`.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from functools import cache
@@ -31,6 +32,7 @@ def _tables() -> dict[str, Any]:
     data = tomllib.loads(text)
     return {
         "callback": tuple(normalise(p) for p in data["callback"]["phrases"]),
+        "ivr": tuple(re.compile(p) for p in data["ivr"]["patterns"]),
         "objections": {tag: tuple(normalise(w) for w in words)
                        for tag, words in data["objections"].items()},
     }
@@ -48,8 +50,8 @@ def status_outcome(status: str) -> str | None:
 class Conversation:
     """The callee's side of one answered call, folded into an outcome as it goes."""
 
-    __slots__ = ("booked", "callback", "decline", "do_not_call", "meeting", "objections",
-                 "turns", "voicemail_left")
+    __slots__ = ("booked", "callback", "decline", "do_not_call", "ivr_menus", "meeting",
+                 "objections", "turns", "voicemail_left")
 
     def __init__(self) -> None:
         self.turns = 0
@@ -60,6 +62,8 @@ class Conversation:
         self.decline: str | None = None
         self.objections: list[str] = []
         self.voicemail_left = False
+        # Turns that were a phone menu, not a person.
+        self.ivr_menus = 0
 
     def heard(self, text: str) -> str | None:
         """One final caller transcript. Returns "do_not_call" the moment consent is
@@ -74,6 +78,9 @@ class Conversation:
             return "do_not_call"
         norm = normalise(text)
         tables = _tables()
+        if any(p.search(norm) for p in tables["ivr"]):
+            self.ivr_menus += 1
+            return None
         for tag, words in tables["objections"].items():
             if tag not in self.objections and any(_contains(norm, w) for w in words):
                 self.objections.append(tag)
@@ -95,11 +102,13 @@ class Conversation:
             return "do_not_call"
         if self.voicemail_left or (answered_by in MACHINE_ANSWERS and not self.turns):
             return "voicemail_left" if self.voicemail_left else "failed"
+        if self.ivr_menus and self.turns == self.ivr_menus:
+            return "ivr_failed"  # only ever a menu: no person was reached
         if self.booked:
             return "meeting_booked"
         if self.callback:
             return "callback_requested"
-        if self.decline is None and not self.turns:
+        if self.decline is None and self.turns == self.ivr_menus:
             self.decline = "no response"
         elif self.decline is None:
             self.decline = "no commitment"

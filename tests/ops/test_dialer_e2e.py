@@ -35,6 +35,7 @@ from tests.telephony.dialer.rig import (
     BUSY,
     HUMAN,
     IVR,
+    IVR_STUCK,
     LONG,
     MACHINE,
     NOANSWER,
@@ -158,12 +159,13 @@ async def test_the_scripted_agent_says_it_is_automated(rig: Rig) -> None:
 
 
 @contextlib.asynccontextmanager
-async def realtime_rig(tmp_path: Path, turns: tuple[Turn, ...]) -> AsyncIterator[
-        tuple[Rig, FakeRealtimeRunner]]:
+async def realtime_rig(tmp_path: Path, turns: tuple[Turn, ...],
+                       default_transcript: str = "(unscripted caller turn)",
+                       ) -> AsyncIterator[tuple[Rig, FakeRealtimeRunner]]:
     default_breaker.reset()
     fake = await serve_fake_realtime(0, Script(
         greeting="Hi, this is the assistant for Bay Dental calling about your checkup.",
-        turns=turns, default_reply="I see."))
+        turns=turns, default_reply="I see.", default_transcript=default_transcript))
     try:
         async with make_rig(tmp_path, {
             "LEADLINE_BRAIN_KIND": "openai", "LEADLINE_OPENAI_API_KEY": "sk-test",
@@ -288,3 +290,15 @@ async def test_ivr_menu_is_passed_with_in_band_dtmf(tmp_path: Path) -> None:
         assert call.digits_heard[:1] == ["2"], call.digits_heard
         assert call.lines_said == 1
         assert done.returnvalue["outcome"] == "declined"
+
+
+async def test_a_menu_never_passed_is_ivr_failed(tmp_path: Path) -> None:
+    menu = "For appointments press 1. For the front desk press 2."
+    turns = (Turn(transcript=menu, tool_calls=(ScriptedToolCall("send_dtmf", {"digits": "2"}),),
+                  after_tool_reply=""),)
+    async with realtime_rig(tmp_path, turns, default_transcript=menu) as (rig, _fake):
+        job = await rig.add(contact(IVR_STUCK))
+        done = await rig.finished(job.id, limit_s=60)
+        call = rig.twilio.calls[done.returnvalue["callSid"]]
+        assert "2" in call.digits_heard and call.lines_said == 0
+        assert done.returnvalue["outcome"] == "ivr_failed", done.returnvalue

@@ -35,6 +35,8 @@ LONG = "+14155552675"
 BOOKER = "+14155552676"
 # A phone menu that wants "2", then a person.
 IVR = "+14155552677"
+# A phone menu whose option ("9") the agent does not find.
+IVR_STUCK = "+14155552678"
 NOON_PT = datetime(2026, 3, 3, 20, 0, tzinfo=UTC)  # Tuesday 12:00 in California
 
 
@@ -76,6 +78,7 @@ async def make_rig(tmp_path: Path, env: dict[str, str] | None = None) -> AsyncIt
         MACHINE: Callee(answer="machine", max_s=25),
         BUSY: Callee(answer="busy"),
         NOANSWER: Callee(answer="no-answer"),
+        IVR_STUCK: Callee(answer="ivr", ivr_digit="9", ivr_repeats=2, max_s=45),
         IVR: Callee(answer="ivr", max_s=45, lines=["Front desk, this is Sam."]),
         BOOKER: Callee(answer="human", max_s=40,
                        lines=["Hello, front desk.", "Sure, Tuesday at 3 works."]),

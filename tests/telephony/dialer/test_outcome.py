@@ -71,3 +71,12 @@ def test_bad_transcripts_are_ignored() -> None:
     conv = Conversation()
     assert conv.heard("") is None and conv.heard(None) is None  # type: ignore[arg-type]
     assert conv.turns == 0
+
+
+def test_a_menu_and_nothing_else_is_ivr_failed() -> None:
+    menu = "Thank you for calling. For appointments press 1. For the front desk press 2."
+    assert said(menu, "Sorry, that is not a valid option.", menu).outcome("unknown") == \
+        "ivr_failed"
+    passed = said(menu, "Front desk, this is Sam.", "Sure, Tuesday at 3 works.")
+    assert passed.outcome("human") == "meeting_booked"
+    assert said("Para espanol, oprima dos.", "Hello?").outcome("human") == "declined"
