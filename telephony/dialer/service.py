@@ -81,13 +81,16 @@ class DialerService:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         placer: Any = None,
+        transcript_url: Callable[[str], str | None] = lambda call_sid: None,
     ) -> None:
         self._settings = dialer
         self._twilio = twilio
         self._compliance_settings = compliance
         self._db = db
         self.waiters = CallWaiters()
-        self.observer = OutboundCalls(dialer, db, self.waiters)
+        # transcript_url: where the call's artifacts will be (store.artifacts.CallArtifacts
+        # returns the URL at once and writes them), for the outcome's `transcriptUrl`.
+        self.observer = OutboundCalls(dialer, db, self.waiters, transcript_url=transcript_url)
         self.callback_stats = CallbackStats()
         self.routes = DialerRoutes(twilio, db, self.waiters, self.observer,
                                    self.callback_stats)
