@@ -39,6 +39,7 @@ from typing import Literal
 
 import numpy as np
 
+from media.codecs import ulaw
 from media.tones import SAMPLE_RATE, ToneDetector
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,21 @@ class AmdEvent:
 
 
 STATS: Counter[str] = Counter()
+# Our events in the carrier's vocabulary, so the dialer's existing AMD handling (the
+# voicemail drop on `machine_end_*`) acts on them unchanged.
+_ANSWERED_BY = {("speak", "beep"): "machine_end_beep",
+                ("speak", "greeting_end"): "machine_end_silence"}
+
+
+def twilio_answered_by(event: AmdEvent) -> str | None:
+    """Twilio's `AnsweredBy` value for an event that calls for action, else None.
+
+    Only `speak` maps to a machine answer (that is when the message must start); a
+    `machine` verdict alone waits for the greeting to end. `human` maps to "human".
+    """
+    if event.kind == "human":
+        return "human"
+    return _ANSWERED_BY.get((event.kind, event.reason))
 
 
 @dataclass(frozen=True)
@@ -163,6 +179,10 @@ class MachineDetector:
                 and self.t_ms - self._last_speech >= self.end_silence_ms):
             out += self._speak("greeting_end", self.t_ms)
         return out
+
+    def feed_ulaw(self, frame: bytes, is_speech: bool | None = None) -> tuple[AmdEvent, ...]:
+        """A frame as the phone leg carries it (8 kHz μ-law)."""
+        return self.feed_audio(ulaw.decode(frame), is_speech)
 
     def feed_transcript(self, text: str) -> tuple[AmdEvent, ...]:
         """A final transcript of the callee (stamped with the audio time it arrived at)."""

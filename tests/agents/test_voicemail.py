@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.voicemail import AmdEvent, MachineDetector, score_text
+from agents.voicemail import AmdEvent, MachineDetector, score_text, twilio_answered_by
+from media.codecs import ulaw
 from tests.audio import frames, noise_pcm, silence_pcm, speech_pcm
 
 FRAME = 320
@@ -175,3 +176,15 @@ def test_any_sequence_gives_at_most_one_speak_and_consistent_verdicts(items: lis
     assert len(verdicts) <= 3
     if verdicts:
         assert det.verdict == verdicts[-1].kind
+
+
+def test_mu_law_frames_and_the_carrier_vocabulary() -> None:
+    """The leg's own μ-law frames work, and the events read as Twilio's AnsweredBy."""
+    det = MachineDetector()
+    pcm = mix_noise(speech_pcm("You have reached Dana, please leave a message after the tone.")
+                    + silence_pcm(300) + beep(1000) + silence_pcm(800))
+    events = [e for f in frames(ulaw.encode(pcm), 160) for e in det.feed_ulaw(f)]
+    assert [twilio_answered_by(e) for e in events if e.kind == "speak"] == ["machine_end_beep"]
+    assert twilio_answered_by(AmdEvent("human", "short_turn", 10)) == "human"
+    assert twilio_answered_by(AmdEvent("machine", "phrases", 10)) is None
+    assert twilio_answered_by(AmdEvent("speak", "greeting_end", 10)) == "machine_end_silence"
