@@ -169,10 +169,22 @@ def _key_at(tokens: list[str], i: int, rules: _Rules) -> tuple[str, int] | None:
 
 
 def _actions(tokens: list[str], rules: _Rules) -> list[tuple[int, int, str]]:
-    """(start, end, key) of every "press N" in the token list."""
+    """(start, end, key) of every "press N" in the token list.
+
+    Once a menu has said "press", later options often drop the verb ("press one for
+    sales, two for support"): a key that opens a clause (after a boundary, "or", "and")
+    and is followed by a label cue counts as an action too.
+    """
     out: list[tuple[int, int, str]] = []
     i = 0
     while i < len(tokens):
+        if out and (tokens[i - 1] in (BOUNDARY, "or", "and") if i else False):
+            found = _key_at(tokens, i, rules)
+            if found is not None and found[1] < len(tokens) and found[0] != "911" \
+                    and tokens[found[1]] in rules.cues:
+                out.append((i, found[1], found[0]))
+                i = found[1]
+                continue
         for verb in rules.verbs:
             if tuple(tokens[i:i + len(verb)]) == verb:
                 j = i + len(verb)
