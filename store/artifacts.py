@@ -370,8 +370,14 @@ class CallArtifacts:
         turns: list[TranscriptTurn] = []
         started = ended = None
         detail = None
-        if self._db is not None:
-            detail = await self._db().get_call(call_sid)
+        db = self._db() if self._db is not None else None
+        if db is not None:
+            try:
+                detail = await db.get_call(call_sid)
+            except Exception as exc:  # the database is down: keep the recording at least
+                self.stats["transcript_unreadable"] += 1
+                log.error("call turns unreadable for its artifacts", extra={
+                    "call_sid": call_sid, "error": repr(exc)[:300]})
             if detail is not None:
                 turns = [TranscriptTurn(role=t.role, text=t.text, at=t.started_at,
                                         ended_at=t.ended_at) for t in detail.turns]

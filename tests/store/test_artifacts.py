@@ -266,3 +266,22 @@ async def test_a_reloaded_config_gets_a_new_store(tmp_path: Path) -> None:
     assert (tmp_path / "a/calls/CA8/transcript.json").exists()
     assert (tmp_path / "b/calls/CA8/transcript.json").exists()
     await art.aclose()
+
+
+class _DownDatabase:
+    async def get_call(self, call_sid: str) -> None:
+        raise ConnectionRefusedError("database is down")
+
+
+async def test_database_down_still_stores_the_recording(tmp_path: Path) -> None:
+    rec_dir = tmp_path / "rec"
+    rec_dir.mkdir()
+    wav(tmp_path).rename(rec_dir / "CA9.wav")
+    settings = ArtifactSettings(directory=str(tmp_path / "art"), settle_s=0.0)
+    art = CallArtifacts(lambda: settings, db=lambda: _DownDatabase(),
+                        recording_dir=lambda: str(rec_dir))
+    art.transcript_url("CA9")
+    await art.drain()
+    assert art.stats["transcript_unreadable"] == 1 and art.stats["errors"] == 0
+    doc = read_json(tmp_path / "art/calls/CA9/transcript.json")
+    assert doc["turns"] == [] and doc["recordingUrl"].endswith("calls/CA9/recording.wav")
