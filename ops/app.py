@@ -235,6 +235,9 @@ def build_app(config: Config, config_path: str | None = None) -> web.Application
     from ops.api.server import mount as mount_api
 
     mount_api(app, runtime)
+    from ops.web import mount as mount_ops_page
+
+    mount_ops_page(app, runtime)
     app.on_startup.append(runtime.start)
     app.on_shutdown.append(runtime.stop)
     return app
