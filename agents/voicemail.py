@@ -17,7 +17,8 @@ Three kinds of evidence, each cheap and explainable:
 Asymmetry by design: calling a person a machine is the costly mistake (we would talk at
 them as at a recorder, then hang up), so a machine verdict from the turn shape or from
 phrases is only acted upon once the greeting has ended, and a human cue heard before
-then turns it back to human. A human verdict is turned into machine only by a beep or by
+then turns it back to human; so does a long first turn whose transcript holds no
+recorder phrase at all. A human verdict is turned into machine only by a beep or by
 strong phrases (twice the threshold).
 
 Sans-I/O: PCM16 frames (with the call's VAD decision, or an energy gate when none) and
@@ -141,6 +142,7 @@ class MachineDetector:
         self._first_turn_done = False
         self.machine_score = 0
         self.human_score = 0
+        self._texts = 0
 
     # -- inputs ---------------------------------------------------------------------
 
@@ -177,7 +179,13 @@ class MachineDetector:
             self._run_start = None
         if (self.verdict == "machine" and not self.spoken
                 and self.t_ms - self._last_speech >= self.end_silence_ms):
-            out += self._speak("greeting_end", self.t_ms)
+            if self.reason == "long_greeting" and self._texts and self.machine_score <= 0:
+                # A long first turn whose words hold no recorder phrase at all: a person
+                # who talks a lot, not a greeting (those name the tone, the message, the
+                # mailbox or who was reached). Without any transcript the shape decides.
+                out += self._decide("human", "no_recorder_phrase")
+            else:
+                out += self._speak("greeting_end", self.t_ms)
         return out
 
     def feed_ulaw(self, frame: bytes, is_speech: bool | None = None) -> tuple[AmdEvent, ...]:
@@ -188,6 +196,7 @@ class MachineDetector:
         """A final transcript of the callee (stamped with the audio time it arrived at)."""
         if not isinstance(text, str) or not text.strip():
             return _NOTHING
+        self._texts += 1
         machine, human = score_text(text)
         self.machine_score += machine
         self.human_score += human

@@ -96,6 +96,9 @@ HUMANS: list[tuple[str, list[Step]]] = [
     ("who is this", [("say", "Who is this?"), ("silence", 3000)]),
     ("you have reached, how can I help", [
         ("say", "You've reached Mike's garage, how may I help you?"), ("silence", 3000)]),
+    ("talks on without a question", [
+        ("say", "Yeah, this is John, I am driving right now, so you will have to make it "
+                "quick, I have got about two minutes."), ("silence", 3000)]),
 ]
 
 
@@ -188,3 +191,14 @@ def test_mu_law_frames_and_the_carrier_vocabulary() -> None:
     assert twilio_answered_by(AmdEvent("human", "short_turn", 10)) == "human"
     assert twilio_answered_by(AmdEvent("machine", "phrases", 10)) is None
     assert twilio_answered_by(AmdEvent("speak", "greeting_end", 10)) == "machine_end_silence"
+
+
+def test_a_long_greeting_without_any_transcript_is_still_a_machine() -> None:
+    """ASR gave nothing: the shape alone decides, and the message starts after it."""
+    det = MachineDetector()
+    pcm = mix_noise(speech_pcm("Hi, you have reached the Lopez family, we cannot come to the "
+                               "phone right now, please leave us a message.")
+                    + silence_pcm(2500))
+    events = [e for f in frames(pcm, FRAME) for e in det.feed_audio(f)]
+    assert [(e.kind, e.reason) for e in events] == [("machine", "long_greeting"),
+                                                   ("speak", "greeting_end")]
