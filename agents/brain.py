@@ -17,9 +17,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from agents.memory import CallerMemory, recall
+
+if TYPE_CHECKING:
+    from agents.business.settings import BusinessSettings
 
 Role = Literal["caller", "agent"]
 
@@ -35,6 +38,9 @@ class CallContext:
     # Caller memory as it travels with the call: a name, "" (ask for it) or None.
     caller_name: str | None = None
     parameters: Mapping[str, str] = field(default_factory=dict)
+    # The business the call is for (by the number called, or the outbound job);
+    # None with no `[[businesses]]` configured: the brains use their own settings.
+    business: BusinessSettings | None = None
 
     @property
     def memory(self) -> CallerMemory:

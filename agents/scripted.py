@@ -37,6 +37,8 @@ import numpy as np
 
 from agents import memory
 from agents.brain import Brain, BrainOutput, CallContext
+from agents.business.registry import greeting as business_greeting
+from agents.business.settings import BusinessSettings
 from agents.settings import ScriptedSettings
 from agents.tts import synthesize_ulaw_async
 from media.codecs import ulaw
@@ -135,6 +137,7 @@ class ScriptedCore:
         self._record_at: float | None = None
         self._message = bytearray()
         self._max_message = max(0, settings.max_message_s) * ulaw.SAMPLE_RATE
+        self.business: BusinessSettings | None = None
 
     @property
     def message_bytes(self) -> int:
@@ -152,16 +155,21 @@ class ScriptedCore:
 
     # -- events ------------------------------------------------------------
 
-    def begin(self, caller_name: str | None = None) -> tuple[Action, ...]:
+    def begin(self, caller_name: str | None = None,
+              business: BusinessSettings | None = None) -> tuple[Action, ...]:
         """The call is connected: the first thing the caller hears.
 
         `caller_name` is caller memory as `CallContext` carries it (`agents.memory`
-        decides the greeting). A fallback brain apologises instead: the caller has
-        been greeted already, by the brain that failed.
+        decides the greeting); a call for a business greets with that business's
+        words. A fallback brain apologises instead: the caller has been greeted
+        already, by the brain that failed.
         """
         s = self.settings
+        self.business = business
         if self.fallback:
             text = s.apology
+        elif business is not None:
+            text = business_greeting(business, memory.recall(caller_name), s.greeting)
         else:
             text = memory.greeting(memory.recall(caller_name), s.greeting, s.ask_name)
         self.state = State.GREETING
@@ -392,7 +400,7 @@ class ScriptedBrain(Brain):
         self._context = context
         self._output = output
         self._runner = asyncio.create_task(self._run(), name=f"scripted-brain-{context.call_sid}")
-        self._apply(self.core.begin(context.caller_name))
+        self._apply(self.core.begin(context.caller_name, context.business))
 
     def push_audio(self, ulaw_audio: bytes) -> None:
         actions = self.core.audio(ulaw_audio)

@@ -25,6 +25,7 @@ from media.clock import MediaClock
 from media.engine import MediaEngine
 from media.vad import make_engine
 from ops import metrics
+from ops.business import Businesses
 from ops.campaigns import Campaigns
 from ops.config import Config
 from ops.dialer_metrics import DialerCollector
@@ -108,7 +109,11 @@ class Runtime:
             lambda: self.messaging.conversation,
             lambda: self.messaging.sender.wake() if self.messaging.sender else None)
         self.twilio_stats = TwilioStats()
-        self.twilio = TwilioRoutes(lambda: self.config.twilio, self.calls, self.twilio_stats)
+        # Businesses by called number, and the owner's texts (through the SMS side).
+        self.businesses = Businesses(lambda: self.config, lambda: self.messaging.conversation)
+        self.twilio = TwilioRoutes(lambda: self.config.twilio, self.calls, self.twilio_stats,
+                                   businesses=self.businesses.registry,
+                                   on_no_voice=self.businesses.notify_no_voice)
         self.reloader = ConfigReloader(config_path, config, self._apply,
                                        config.server.reload_poll_s)
         self.registry = metrics.make_registry(self)
@@ -149,6 +154,7 @@ class Runtime:
 
     async def stop(self, app: web.Application) -> None:
         await self.campaigns.stop()
+        await self.businesses.stop()
         await self.messaging.stop()
         await self.dialer.stop()
         for call in list(self.calls.active.values()):

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from agents.business.settings import BusinessSettings, validate_businesses
 from agents.chat.settings import SmsSettings
 from agents.compliance.settings import ComplianceSettings
 from agents.nlu.settings import NluSettings
@@ -90,6 +91,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     email: EmailSettings = msgspec.field(default_factory=EmailSettings)
     artifacts: ArtifactSettings = msgspec.field(default_factory=ArtifactSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    # `[[businesses]]`: one table per business; the called number picks one per call.
+    businesses: list[BusinessSettings] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        validate_businesses(self.businesses)
 
     @property
     def brain_kind(self) -> Literal["scripted", "openai"]:
@@ -103,6 +109,8 @@ def _section_fields() -> dict[str, dict[str, Any]]:
     """section → {key: field type} from the structs, for typing env overrides."""
     out: dict[str, dict[str, Any]] = {}
     for section in msgspec.structs.fields(Config):
+        if not isinstance(section.type, type) or not issubclass(section.type, msgspec.Struct):
+            continue  # a list of tables ([[businesses]]) has no single env key
         out[section.name] = {f.name: f.type for f in msgspec.structs.fields(section.type)}
     return out
 

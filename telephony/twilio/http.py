@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from agents.brain import CallContext
+from agents.business.registry import BusinessRegistry, no_voice_message
+from agents.business.settings import BusinessSettings
 from telephony.call import Call
 from telephony.calls import CallManager
 from telephony.settings import TwilioSettings
@@ -48,6 +50,8 @@ class TwilioStats:
         self.webhooks = 0
         self.streams_opened = 0
         self.rejected_busy = 0
+        # Calls to a business whose plan has no voice agent (told politely, owner texted).
+        self.rejected_no_voice = 0
 
 
 class _MediaStreamConnection:
@@ -155,10 +159,28 @@ class TwilioRoutes:
         settings: Callable[[], TwilioSettings],
         calls: CallManager,
         stats: TwilioStats | None = None,
+        businesses: Callable[[], BusinessRegistry | None] | None = None,
+        on_no_voice: Callable[[BusinessSettings, dict[str, str]], None] | None = None,
     ) -> None:
         self._settings = settings
         self.calls = calls
         self.stats = stats or TwilioStats()
+        # The business table (hot reloaded with the config) and what to do when a
+        # business's plan has no voice agent (the composition root texts the owner).
+        self._businesses = businesses or (lambda: None)
+        self._on_no_voice = on_no_voice
+
+    def business_for(self, to_number: str, direction: str = "inbound",
+                     from_number: str = "", name: str = "") -> BusinessSettings | None:
+        """The business a call is for: a name the call carries (outbound work names
+        its business), else our number (`To` inbound, `From` outbound), else the default."""
+        registry = self._businesses()
+        if registry is None:
+            return None
+        if name:
+            return registry.by_name(name)
+        ours = from_number if direction.startswith("outbound") else to_number
+        return registry.for_number(ours)
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post(VOICE_PATH, self.voice)
@@ -198,6 +220,10 @@ class TwilioRoutes:
                 text=say_hangup_twiml("Sorry, all our lines are busy. Please call again soon."),
                 content_type="application/xml",
             )
+        business = self.business_for(form.get("To", ""), form.get("Direction", "inbound"),
+                                     form.get("From", ""))
+        if business is not None and not business.voice_enabled:
+            return self._no_voice(business, form)
         ws_scheme = _scheme(request, settings, "wss", "ws")
         http_scheme = _scheme(request, settings, "https", "http")
         parameters = {
@@ -209,6 +235,23 @@ class TwilioRoutes:
             f"{http_scheme}://{host}{STATUS_PATH}",
         )
         return web.Response(text=twiml, content_type="application/xml")
+
+    def _no_voice(self, business: BusinessSettings, form: dict[str, str]) -> web.Response:
+        """The plan has no voice agent: a polite message, never silence, and the owner
+        hears of the call (the notice must not delay or break the caller's answer)."""
+        self.stats.rejected_no_voice += 1
+        log.info("plan has no voice agent; caller told, owner notified", extra={
+            "call_sid": form.get("CallSid", ""), "business": business.name,
+            "plan": business.plan})
+        if self._on_no_voice is not None:
+            try:
+                self._on_no_voice(business, form)
+            except Exception:
+                log.exception("owner notice for a no-voice call failed",
+                              extra={"call_sid": form.get("CallSid", "")})
+        return web.Response(
+            text=say_hangup_twiml(no_voice_message(business), business.say_voice or None),
+            content_type="application/xml")
 
     async def stream_status(self, request: web.Request) -> web.Response:
         settings = self._settings()
@@ -324,6 +367,8 @@ class TwilioRoutes:
             else "inbound",
             parameters=params,
         )
+        context.business = self.business_for(context.to_number, context.direction,
+                                             context.from_number, params.get("Business", ""))
         leg = MediaStreamLeg(ws, writer, start.stream_sid, stop)
         call = self.calls.open(context, leg)
         leg.on_played = call.played
