@@ -48,6 +48,10 @@ DTMF_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11,
               "A": 12, "B": 13, "C": 14, "D": 15}
 # sip.callStatus values (LiveKit SIP participant attributes) and what they mean here.
 ANSWERED_STATUSES = frozenset({"active"})
+# A hang-up waits this long at most for queued agent audio to play out.
+DRAIN_LIMIT_S = 2.0
+# Hang-ups caused by the room itself: nothing more will play, so no wait.
+_IMMEDIATE = frozenset({"slow room", "room audio failed"})
 ENDED_STATUSES = frozenset({"hangup"})
 
 
@@ -165,12 +169,30 @@ class LiveKitLeg:
         """Writes happen in the writer task; a tick's frames are already waking it."""
 
     def hang_up(self, reason: str) -> None:
-        if not self._closing:
-            self._closing = True
-            log.info("livekit leg hanging up", extra={"reason": reason})
-            if self._on_hang_up is not None:
-                self._on_hang_up(reason)
-            self._end(reason)
+        """End the call once what was handed over has played (the agent's goodbye is
+        heard to its end: the source still holds up to its queue of it), at most
+        `DRAIN_LIMIT_S` later; at once when the room itself is the trouble."""
+        if self._closing:
+            return
+        self._closing = True
+        log.info("livekit leg hanging up", extra={"reason": reason})
+        if reason in _IMMEDIATE or not (self._pending or self.port.queued_ms() > 0):
+            self._hung_up(reason)
+        else:
+            asyncio.get_running_loop().create_task(self._drain_then_hang_up(reason))
+
+    async def _drain_then_hang_up(self, reason: str) -> None:
+        deadline = asyncio.get_running_loop().time() + DRAIN_LIMIT_S
+        while (self._pending or self.port.queued_ms() > 0) and not self.ended.is_set():
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(max(0.005, min(0.1, self.port.queued_ms() / 1000)))
+        self._hung_up(reason)
+
+    def _hung_up(self, reason: str) -> None:
+        if self._on_hang_up is not None:
+            self._on_hang_up(reason)
+        self._end(reason)
 
     def send_dtmf(self, digits: str) -> bool:
         """Out-of-band DTMF (RFC 4733 through LiveKit SIP), one digit after the other."""
