@@ -7,6 +7,9 @@ stream's start message. What it does:
 - every final caller transcript goes through `outcome.Conversation`; a revocation
   ("don't call us again") puts the number on the DNC list with a consent event at once,
   says a short goodbye and hangs up;
+- a phone menu is navigated by `agents.nlu.ivr.IvrNavigator` on the same transcripts:
+  its presses are played in-band on the call (Twilio cannot inject DTMF into a live
+  stream), and a menu it gives up on ends the call as `ivr_failed`;
 - an answering machine (AMD `machine_end_*`, from `/twilio/amd`) gets the configured
   voicemail message after the beep, then the call is hung up;
 - when the call ends, its outcome and detail go to the dial row, and the worker
@@ -20,11 +23,14 @@ call's own playout like any agent audio; the call hangs up once it has played
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.nlu.ivr import IvrNavigator
 from agents.tts import synthesize_ulaw_async
 from telephony.call import Call
 from telephony.calls import CallObserver
@@ -45,6 +51,7 @@ class _Live:
     conversation: Conversation = field(default_factory=Conversation)
     answered_by: str | None = None
     speaking: bool = False
+    ivr: IvrNavigator | None = None
 
 
 async def _espeak(text: str) -> bytes:
@@ -68,6 +75,8 @@ class OutboundCalls(CallObserver):
         self.dnc_recorded = 0
         self.late_amd = 0
         self.errors = 0
+        self.ivr_presses = 0
+        self._ivr_timer: asyncio.Task[None] | None = None
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -82,6 +91,10 @@ class OutboundCalls(CallObserver):
 
     async def drain(self) -> None:
         """Wait for the writes of calls that have ended (shutdown, tests)."""
+        if self._ivr_timer is not None:
+            self._ivr_timer.cancel()
+            with contextlib.suppress(BaseException):
+                await self._ivr_timer
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -89,7 +102,7 @@ class OutboundCalls(CallObserver):
 
     def call_started(self, call: Call) -> None:
         if call.context.direction == "outbound" and call.context.parameters.get("DialKey"):
-            self.live[call.call_sid] = _Live(call)
+            self.live[call.call_sid] = _Live(call, ivr=IvrNavigator(clock=time.monotonic))
 
     def transcript(self, call: Call, role: str, text: str) -> None:
         live = self.live.get(call.call_sid)
@@ -98,6 +111,36 @@ class OutboundCalls(CallObserver):
         if live.conversation.heard(text) == "do_not_call":
             self._spawn(self._record_dnc(call, text), "dnc")
             self._spawn(self._say_and_hang_up(live, GOODBYE_DNC, "do not call"), "goodbye")
+            return
+        if live.ivr is not None and live.ivr.active:
+            self._ivr_action(live, live.ivr.feed(text))
+            if live.ivr.active and self._ivr_timer is None:
+                self._ivr_timer = asyncio.ensure_future(self._tick_ivr())
+
+    def _ivr_action(self, live: _Live, action: object) -> None:
+        kind = getattr(action, "kind", None)
+        if kind == "press":
+            self.ivr_presses += 1
+            live.call.send_dtmf(str(getattr(action, "digit", "")))
+        elif kind == "failed":
+            live.conversation.ivr_failed = True
+            live.call.end_call("ivr failed")
+
+    async def _tick_ivr(self) -> None:
+        """About once a second while any call is in a phone menu: the navigator's settle
+        and timeout rules need time to pass without a transcript. One task for all."""
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                navigating = [lv for lv in self.live.values()
+                              if lv.ivr is not None and lv.ivr.active]
+                if not navigating:
+                    return
+                for live in navigating:
+                    assert live.ivr is not None
+                    self._ivr_action(live, live.ivr.tick())
+        finally:
+            self._ivr_timer = None
 
     def call_ended(self, call: Call) -> None:
         live = self.live.pop(call.call_sid, None)

@@ -50,8 +50,8 @@ def status_outcome(status: str) -> str | None:
 class Conversation:
     """The callee's side of one answered call, folded into an outcome as it goes."""
 
-    __slots__ = ("booked", "callback", "decline", "do_not_call", "ivr_menus", "meeting",
-                 "objections", "turns", "voicemail_left")
+    __slots__ = ("booked", "callback", "decline", "do_not_call", "ivr_failed", "ivr_menus",
+                 "meeting", "objections", "turns", "voicemail_left")
 
     def __init__(self) -> None:
         self.turns = 0
@@ -62,8 +62,9 @@ class Conversation:
         self.decline: str | None = None
         self.objections: list[str] = []
         self.voicemail_left = False
-        # Turns that were a phone menu, not a person.
+        # Turns that were a phone menu, not a person; set when the navigator gave up.
         self.ivr_menus = 0
+        self.ivr_failed = False
 
     def heard(self, text: str) -> str | None:
         """One final caller transcript. Returns "do_not_call" the moment consent is
@@ -102,7 +103,7 @@ class Conversation:
             return "do_not_call"
         if self.voicemail_left or (answered_by in MACHINE_ANSWERS and not self.turns):
             return "voicemail_left" if self.voicemail_left else "failed"
-        if self.ivr_menus and self.turns == self.ivr_menus:
+        if self.ivr_failed or (self.ivr_menus and self.turns == self.ivr_menus):
             return "ivr_failed"  # only ever a menu: no person was reached
         if self.booked:
             return "meeting_booked"

@@ -24,7 +24,6 @@ from agents.realtime.breaker import default_breaker
 from ops.dev.fake_realtime import (
     FakeRealtimeRunner,
     Script,
-    ScriptedToolCall,
     Turn,
     serve_fake_realtime,
 )
@@ -277,11 +276,11 @@ async def _run_command(rig: Rig) -> None:
 
 
 async def test_ivr_menu_is_passed_with_in_band_dtmf(tmp_path: Path) -> None:
-    """The callee is a phone menu: the agent (the Realtime brain's send_dtmf tool) keys 2
-    as in-band tones, the fake's DTMF ear hears it, and a person picks up."""
+    """The callee is a phone menu: the dialer's IVR navigator reads the menu from the
+    callee's transcript and keys 2 (the front desk) as in-band tones on the call, the
+    fake's DTMF ear hears it, and a person picks up."""
     turns = (Turn(transcript="For appointments press 1. For the front desk press 2.",
-                  tool_calls=(ScriptedToolCall("send_dtmf", {"digits": "2"}),),
-                  after_tool_reply=""),
+                  reply="One moment."),
              Turn(transcript="Front desk, this is Sam.", reply="Hi Sam, thanks."))
     async with realtime_rig(tmp_path, turns) as (rig, _fake):
         job = await rig.add(contact(IVR))
@@ -289,13 +288,13 @@ async def test_ivr_menu_is_passed_with_in_band_dtmf(tmp_path: Path) -> None:
         call = rig.twilio.calls[done.returnvalue["callSid"]]
         assert call.digits_heard[:1] == ["2"], call.digits_heard
         assert call.lines_said == 1
+        assert rig.server.runtime.dialer.observer.ivr_presses >= 1
         assert done.returnvalue["outcome"] == "declined"
 
 
 async def test_a_menu_never_passed_is_ivr_failed(tmp_path: Path) -> None:
     menu = "For appointments press 1. For the front desk press 2."
-    turns = (Turn(transcript=menu, tool_calls=(ScriptedToolCall("send_dtmf", {"digits": "2"}),),
-                  after_tool_reply=""),)
+    turns = (Turn(transcript=menu, reply="One moment."),)
     async with realtime_rig(tmp_path, turns, default_transcript=menu) as (rig, _fake):
         job = await rig.add(contact(IVR_STUCK))
         done = await rig.finished(job.id, limit_s=60)
