@@ -118,6 +118,7 @@ class Runtime:
                                        config.server.reload_poll_s)
         self.registry = metrics.make_registry(self)
         self.registry.register(self.messaging.collector())
+        self.registry.register(self.campaigns.collector())
         self.registry.register(DialerCollector(self.dialer))
 
     # -- life cycle ----------------------------------------------------------------

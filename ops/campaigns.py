@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from ops.config import Config
 
@@ -234,3 +236,50 @@ class Campaigns:
         if self.email_sender is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.email_sender.stop()
+
+    def collector(self) -> Collector:
+        """Registered beside the messaging collector; reads the counters at scrape time."""
+        return _CampaignsCollector(self)
+
+    def metric_families(self) -> Iterator[object]:
+        if self.scheduler is not None:
+            st = self.scheduler.stats
+            fam = CounterMetricFamily("leadline_campaign_touches",
+                                      "Campaign scheduler outcomes, by kind", labels=["kind"])
+            for kind in ("sent", "deferred", "skipped", "stopped", "handoffs", "duplicates",
+                         "personalized", "personalize_fallbacks"):
+                fam.add_metric([kind], getattr(st, kind))
+            yield fam
+            yield CounterMetricFamily("leadline_campaign_passes", "Scheduler passes run",
+                                      value=st.passes)
+            yield CounterMetricFamily("leadline_campaign_errors",
+                                      "Scheduler failures (pass or touch), counted and retried",
+                                      value=st.errors)
+        if self.email_sender is not None:
+            es = self.email_sender.stats
+            fam = CounterMetricFamily("leadline_email_outbound", "Email sends, by outcome",
+                                      labels=["outcome"])
+            for outcome in ("sent", "retried", "failed", "bounced", "cancelled", "deferred"):
+                fam.add_metric([outcome], getattr(es, outcome))
+            yield fam
+            yield CounterMetricFamily("leadline_email_sender_errors",
+                                      "Email sender loop failures", value=es.loop_errors)
+        if self.routes is not None:
+            hs = self.routes.stats
+            ins = self.routes.inbound_mail.stats
+            fam = CounterMetricFamily("leadline_email_http", "Email route events, by kind",
+                                      labels=["kind"])
+            for kind in ("pages", "unsubscribes", "repeat_unsubscribes", "forged_tokens",
+                         "inbound", "inbound_bad", "inbound_forbidden"):
+                fam.add_metric([kind], getattr(hs, kind))
+            for kind in ("duplicates", "unknown_sender", "opt_outs", "replies", "bounces"):
+                fam.add_metric([f"inbound_{kind}"], getattr(ins, kind))
+            yield fam
+
+
+class _CampaignsCollector(Collector):
+    def __init__(self, campaigns: Campaigns) -> None:
+        self.campaigns = campaigns
+
+    def collect(self) -> Iterator[object]:
+        yield from self.campaigns.metric_families()

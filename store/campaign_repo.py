@@ -224,6 +224,38 @@ class CampaignRepoMixin:
         out.sort(key=lambda e: (e.due_at or now, e.id))
         return out
 
+    async def claim_changed_enrollments(self, *, now: datetime, limit: int,
+                                        lease_s: float) -> list[Enrollment]:
+        """Take up to `limit` active enrollments (of any campaign, due or not) whose lead
+        changed since the stop rules last looked — a reply, a status, a takeover, an
+        opt-out — or whose phone was put on the DNC list since; lease them and stamp
+        `checked_at`, so each change is looked at once."""
+        check_limit(limit)
+        d = self.dialect
+        async with self.transaction("enrollment check claim") as tx:
+            rows = await tx.fetch(
+                # Stamped with the lead's own change time when that is later than `now`
+                # (a pass run for an earlier --now): a change is looked at once, never
+                # again and again within one pass.
+                "UPDATE enrollments SET lease_until = $2, checked_at = "
+                f"{d.greatest}($1, coalesce((SELECT l.updated_at FROM leads l"
+                " WHERE l.phone = enrollments.phone), $1)) WHERE id IN ("
+                "SELECT e.id FROM enrollments e WHERE e.state = 'active'"
+                " AND (e.lease_until IS NULL OR e.lease_until <= $1) AND (EXISTS ("
+                "SELECT 1 FROM leads l WHERE l.phone = e.phone"
+                " AND l.updated_at > coalesce(e.checked_at, e.enrolled_at))"
+                " OR EXISTS (SELECT 1 FROM dnc x WHERE x.phone = e.phone"
+                " AND x.added_at > coalesce(e.checked_at, e.enrolled_at)))"
+                f" ORDER BY e.id LIMIT $3{d.skip_locked}) RETURNING {_ENROLLMENT_COLS}",
+                d.ts(now), d.ts(utc(now) + timedelta(seconds=lease_s)), limit)
+        return [self._enrollment(r) for r in rows]
+
+    async def release_enrollment(self, enrollment_id: int) -> None:
+        """Give a claim back unchanged (the check found nothing to stop)."""
+        async with self.transaction("enrollment release") as tx:
+            await tx.execute("UPDATE enrollments SET lease_until = NULL WHERE id = $1",
+                             enrollment_id)
+
     async def due_enrollments(self, *, now: datetime, channel: str,
                               limit: int) -> list[Enrollment]:
         """Due active enrollments on `channel`, without claiming them (what a pass that

@@ -168,6 +168,26 @@ class Scheduler:
         self.stats.passes += 1
         email_ok = self._email_from() is not None
         channels = ["sms", "email"] if email_ok else ["sms"]
+        # First the leads that changed (a reply, a booking, an opt-out): their stop rules
+        # fire now, not when their next touch comes due days later.
+        checked: set[int] = set()
+        for _ in range(cfg.max_batches_per_pass):
+            changed = await self.db.claim_changed_enrollments(now=now, limit=cfg.batch,
+                                                              lease_s=cfg.lease_s)
+            changed = [e for e in changed if e.id not in checked]
+            if not changed:
+                break
+            checked.update(e.id for e in changed)
+            for e in changed:
+                try:
+                    await self._check(e, now, result)
+                except StoreError:
+                    raise
+                except Exception as exc:
+                    self.stats.errors += 1
+                    log.exception("campaign stop check failed", extra={
+                        "enrollment_id": e.id, "error": str(exc)[:200]})
+                    await self.db.release_enrollment(e.id)
         handled: set[int] = set()
         for _ in range(cfg.max_batches_per_pass):
             batch = await self.db.claim_enrollments(now=now, limit=cfg.batch,
@@ -218,6 +238,22 @@ class Scheduler:
                 previous = await self.db.touch_send(mid)
         bounced = bool(lead and lead.email and await self.db.is_bounced(lead.email))
         return core.LeadFacts(lead, replied, previous, bounced)
+
+    async def _check(self, e: Enrollment, now: datetime, result: TickResult) -> None:
+        """Stop rules only, for an enrollment whose lead changed: a stop or handoff is
+        acted on; anything else gives the claim back with the due time untouched (a
+        touch is only ever sent by the due-time claim)."""
+        campaign, _ = await self.campaign(e.campaign_id)
+        lead = await self.db.get_lead(e.phone)
+        facts = await self._facts(e, lead)
+        identity = core.Identity(self._business_name(), self._booking_url())
+        decision = core.plan(campaign, e, facts, now, identity)
+        if isinstance(decision, core.Stop):
+            await self._stop(e, decision.reason, now, result)
+        elif isinstance(decision, core.HandOff) and lead is not None:
+            await self._hand_off(e, lead, decision.reason, now, result)
+        else:
+            await self.db.release_enrollment(e.id)
 
     async def _one(self, e: Enrollment, now: datetime, result: TickResult) -> None:
         from agents.compliance.engine import ContactRequest

@@ -16,6 +16,8 @@ CREATE TABLE campaigns (
 -- A lead in a campaign. `next_touch` is 1-based; `due_at` is when it is due (NULL once the
 -- enrollment is no longer active). `lease_until` marks a claim in progress: a scheduler
 -- that dies mid-pass leaves a lease that lapses, and the row is claimed again.
+-- `checked_at`: when the stop rules last saw the lead's row (a pass re-checks enrollments
+-- whose lead changed since, so a reply or a booking stops the campaign at once).
 CREATE TABLE enrollments (
     id ${id},
     campaign_id ${bigint} NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
@@ -29,6 +31,7 @@ CREATE TABLE enrollments (
     enrolled_at ${ts} NOT NULL,
     last_touch_at ${ts},
     stopped_at ${ts},
+    checked_at ${ts},
     updated_at ${ts} NOT NULL,
     UNIQUE (campaign_id, phone)
 );

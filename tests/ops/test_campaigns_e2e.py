@@ -259,6 +259,71 @@ async def test_server_mails_a_touch_answers_a_reply_and_honours_one_click(
         answer = mails()[-1]
         assert answer["To"] == "bob@example.com" and answer["Subject"] == "Re: Hello Bob"
         assert answer["List-Unsubscribe"] is None  # a reply, not marketing
+        async with aiohttp.ClientSession() as http:
+            async def scraped() -> str | None:
+                text = await (await http.get(f"{srv.url}/metrics")).text()
+                # The third mail may be counted a moment after the SMTP server has it.
+                return text if 'leadline_email_outbound_total{outcome="sent"} 3.0' in text \
+                    else None
+
+            metrics = await eventually(scraped, "three mails counted as sent", limit_s=10)
+        assert 'leadline_email_http_total{kind="unsubscribes"} 1.0' in metrics
+        assert 'leadline_campaign_touches_total{kind="sent"} 2.0' in metrics
     finally:
         await runner.cleanup()
         smtp.down()
+
+
+async def test_handoff_alerts_the_owner_by_sms_and_email(tmp_path: Path) -> None:
+    from ops import config as config_mod
+    from ops.campaigns import build_scheduler
+    from ops.messaging import build_parts
+    from sms.campaigns import service
+
+    url = f"sqlite:///{tmp_path}/h.db"
+    cfg = config_mod.load(None, environ={
+        "LEADLINE_STORE_DATABASE_URL": url, "LEADLINE_SMS_FROM_NUMBER": "+14155550123",
+        "LEADLINE_SMS_OWNER_PHONE": "+14155550199", "LEADLINE_EMAIL_HOST": "127.0.0.1",
+        "LEADLINE_EMAIL_STARTTLS": "false", "LEADLINE_EMAIL_FROM_ADDRESS": "hi@acme.example",
+        "LEADLINE_EMAIL_POSTAL_ADDRESS": "1 Main St", "LEADLINE_EMAIL_OWNER_ADDRESS":
+        "owner@acme.example", "LEADLINE_EMAIL_UNSUBSCRIBE_BASE_URL": "https://acme.example",
+        "LEADLINE_CAMPAIGNS_LEAD_URL": "https://app.acme.example/leads/{phone}"})
+    db = await open_database(url)
+    try:
+        from tests.sms.conftest import Clock
+
+        clock = Clock(datetime(2026, 6, 9, 16, 0, tzinfo=UTC))
+        db.clock = clock  # type: ignore[attr-defined]
+        await db.upsert_leads([LeadInput(phone=PHONES[0], first_name="Ann")])
+        await service.load(db, CAMPAIGN_TOML)  # type: ignore[arg-type]
+        await service.enroll(db, "reactivation", everyone=True, now=clock())  # type: ignore[arg-type]
+        conversation, _ = build_parts(lambda: cfg, db)
+        conversation._clock = clock  # type: ignore[attr-defined]
+        sched = build_scheduler(lambda: cfg, db, conversation=conversation,  # type: ignore[arg-type]
+                                clock=clock)
+        assert len((await sched.tick(clock())).sent) == 1
+        clock.advance(minutes=20)
+        await db.record_inbound_message(phone=PHONES[0], channel="sms", body="Yes please call",
+                                        from_addr=PHONES[0], to_addr="+14155550123",
+                                        provider_sid="SMi", segments=1, at=clock())
+        await db.set_lead_status(PHONES[0], "interested")
+        clock.advance(seconds=30)
+        at = clock()
+        r = await sched.tick(at)
+        assert r.skipped == [{"lead": PHONES[0], "touch": 2, "reason": "handoff"}]
+        lead = await db.get_lead(PHONES[0])
+        assert lead is not None and lead.human_takeover
+        owner = await db.list_messages("+14155550199")
+        [owner_sms] = [m for m in owner if m.channel == "sms"]
+        assert owner_sms.purpose == "notification"
+        assert "Yes please call" in owner_sms.body and PHONES[0] in owner_sms.body
+        assert "https://app.acme.example/leads/" + PHONES[0] in owner_sms.body
+        [owner_mail] = [m for m in owner if m.channel == "email"]
+        assert owner_mail.purpose == "notification"
+        items = await db.claim_email_outbox(now=at, limit=10, lease_s=30)  # type: ignore[attr-defined]
+        [item] = items
+        assert item.to_addr == "owner@acme.example" and "Yes please call" in item.body
+        assert "interested" in item.subject
+        await conversation.agent.aclose()  # type: ignore[attr-defined]
+    finally:
+        await db.close()
