@@ -100,6 +100,7 @@ class Messaging:
         self._signature_ok = signature_check(config)
         self.outbox_depth = 0
         self._depth_task: asyncio.Task[None] | None = None
+        self._recovery_task: asyncio.Task[int] | None = None
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post(SMS_PATH, self._inbound)
@@ -131,6 +132,19 @@ class Messaging:
             log.warning("no twilio.public_url: SMS are sent without status callbacks")
         self._depth_task = asyncio.get_running_loop().create_task(self._watch_depth(),
                                                                   name="sms-outbox-depth")
+        window_h = cfg.sms.inbound_recovery_h
+        if window_h > 0:
+            # In the background: the webhook answers meanwhile; texts arriving from now on
+            # are the live path's (recovery takes only those stored before this moment).
+            self._recovery_task = asyncio.get_running_loop().create_task(
+                self._recover(self.conversation, window_h), name="sms-inbound-recovery")
+
+    async def _recover(self, conversation: Conversation, window_h: float) -> int:
+        try:
+            return await conversation.recover(window_s=window_h * 3600.0)
+        except Exception:  # a store outage at start: the next start tries again
+            log.exception("recovering unprocessed inbound SMS failed")
+            return 0
 
     async def _watch_depth(self) -> None:
         while True:
@@ -141,6 +155,11 @@ class Messaging:
             await asyncio.sleep(DEPTH_EVERY_S)
 
     async def stop(self) -> None:
+        if self._recovery_task is not None:
+            self._recovery_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery_task
+            self._recovery_task = None
         if self._depth_task is not None:
             self._depth_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -197,6 +216,13 @@ class Messaging:
         yield CounterMetricFamily("leadline_sms_processing_errors",
                                   "Inbound SMS whose processing failed (stored, unanswered)",
                                   value=cs.processing_errors)
+        recovery = CounterMetricFamily(
+            "leadline_sms_inbound_recovered",
+            "Inbound SMS stored before a crash and processed at start, by outcome",
+            labels=["outcome"])
+        recovery.add_metric(["processed"], cs.recovered)
+        recovery.add_metric(["failed"], cs.recovery_errors)
+        yield recovery
         conv_fam = CounterMetricFamily("leadline_sms_conversation_events",
                                        "Conversation events, by kind", labels=["kind"])
         for kind in ("opt_outs", "opt_ins", "helps", "agent_turns", "handoffs", "silenced",

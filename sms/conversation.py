@@ -24,6 +24,14 @@ Order of work for one inbound message, and why:
 Steps 2-4 run after the webhook is answered (Twilio wants an answer fast), in a
 bounded set of tasks; past the bound they run inline, slowing Twilio down
 rather than growing without limit.
+
+Nothing is lost across a crash: every path records an intent (or a marker such as
+"not_ours", "silent_dnc", "unclassified") on the inbound message as its LAST step, so a
+message without one was stored but not (fully) processed, and `recover()` processes it
+again at start. Every step before the marker is idempotent — consent events are keyed by
+the inbound MessageSid in their `source`, and every outbound idempotency key derives from
+the inbound MessageSid — so processing a message twice (a crash mid-recovery, or two
+restarts) sends nothing twice.
 """
 
 from __future__ import annotations
@@ -31,8 +39,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
@@ -42,7 +52,7 @@ from sms.policy import classify_status_error
 from sms.sender import GateVerdict, apply_recipient_verdict, outbox_key
 from sms.webhooks import InboundSms, StatusReport
 from store.database import Database
-from store.models import Lead, LeadInput, Message, OutboxItem, utcnow
+from store.models import ConsentEvent, Lead, LeadInput, Message, OutboxItem, utcnow
 from store.phones import InvalidPhoneNumber, normalize_phone
 
 if TYPE_CHECKING:
@@ -60,6 +70,15 @@ DRAIN_S = 10.0
 # (Twilio posts "sent" within milliseconds, maybe to another server process): an unknown
 # SID is looked up again after these pauses before it is counted as unknown.
 UNKNOWN_SID_RETRY_S = (0.05, 0.2, 0.5)
+
+# Recovery at start reads the unprocessed backlog in pages of this many, at most this many
+# in all (a bound on the work one start takes on), processing this many at once.
+RECOVERY_PAGE = 100
+RECOVERY_MAX = 10_000
+RECOVERY_CONCURRENCY = 8
+# Test-only fault injection: the background processing of a stored inbound message writes
+# this file and hangs, so a test can SIGKILL the server between the commit and the reply.
+HANG_BEFORE_PROCESSING_ENV = "LEADLINE_TEST_SMS_HANG_BEFORE_PROCESSING"
 
 _OPT_TYPE_KIND = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
 
@@ -143,6 +162,8 @@ class ConversationStats:
         self.unknown_status_sids = 0
         self.early_status = 0  # callbacks that arrived before our commit of their SID
         self.inline = 0
+        self.recovered = 0  # stored but unprocessed messages processed again at start
+        self.recovery_errors = 0
 
 
 class Conversation:
@@ -167,6 +188,7 @@ class Conversation:
         self._clock = clock
         self._max_inflight = max_inflight
         self._tasks: set[asyncio.Task[str]] = set()
+        self._hang_marker = os.environ.get(HANG_BEFORE_PROCESSING_ENV) or None
         self.stats = ConversationStats()
 
     # identity ----------------------------------------------------------------------
@@ -213,6 +235,7 @@ class Conversation:
             self.stats.not_ours += 1
             log.warning("inbound SMS to a number that is not ours: stored, not answered",
                         extra={"message_sid": inbound.message_sid, "to": inbound.to_number})
+            await self.db.set_message_intent(msg.id, "not_ours", None)
             return "not_ours"
         if len(self._tasks) >= self._max_inflight:
             self.stats.inline += 1
@@ -225,6 +248,8 @@ class Conversation:
         return "accepted"
 
     async def _process_safely(self, msg: Message, inbound: InboundSms) -> str:
+        if self._hang_marker is not None:
+            await self._hang_for_test(self._hang_marker)
         try:
             return await self.process(msg, inbound)
         except Exception:
@@ -234,33 +259,49 @@ class Conversation:
             return "error"
 
     async def process(self, msg: Message, inbound: InboundSms) -> str:
-        """Consent, then the agent; the outcome's name (for tests and logs)."""
+        """Consent, then the agent; the outcome's name (for tests and logs). The intent
+        (or marker) is recorded last: until then the message counts as unprocessed."""
         from agents.compliance.consent import classify_consent
 
         phone = inbound.from_number
         kind = _OPT_TYPE_KIND.get(inbound.opt_out_type or "") or classify_consent(inbound.body)
         twilio_answered = inbound.opt_out_type is not None
         if kind == "opt_out":
+            outcome = await self._opt_out(phone, inbound, twilio_answered)
             await self.db.set_message_intent(msg.id, "opt_out", 1.0)
-            return await self._opt_out(phone, inbound, twilio_answered)
-        if kind == "opt_in" and await self.db.is_opted_out(phone):
-            await self.db.set_message_intent(msg.id, "opt_in", 1.0)
-            return await self._opt_in(phone, inbound, twilio_answered)
+            return outcome
+        if kind == "opt_in":
+            events = await self.db.list_consent_events(phone)
+            mine = _own_event(events, "opt_in", inbound.message_sid)
+            if mine is not None or (events and events[-1].kind == "opt_out"):
+                outcome = await self._opt_in(phone, inbound, twilio_answered,
+                                             recorded=mine is not None)
+                await self.db.set_message_intent(msg.id, "opt_in", 1.0)
+                return outcome
         if kind == "help":
             self.stats.helps += 1
+            outcome = "help_by_twilio"
+            if not twilio_answered:
+                await self.send(phone, self.wording.help_reply(), "help",
+                                f"help:{inbound.message_sid}")
+                outcome = "help"
             await self.db.set_message_intent(msg.id, "help", 1.0)
-            if twilio_answered:
-                return "help_by_twilio"
-            await self.send(phone, self.wording.help_reply(), "help",
-                            f"help:{inbound.message_sid}")
-            return "help"
+            return outcome
         return await self._converse(phone, msg, inbound)
 
     async def _opt_out(self, phone: str, inbound: InboundSms, twilio_answered: bool) -> str:
+        """Whether a confirmation is due depends on the state BEFORE this message's own
+        event, which a crashed earlier attempt may already have recorded."""
         self.stats.opt_outs += 1
-        already = await self.db.is_opted_out(phone)
-        await self.db.add_consent_event(phone, "opt_out", "sms", inbound.body[:2000],
-                                        at=self._clock(), source=f"sms:{inbound.message_sid}")
+        events = await self.db.list_consent_events(phone)
+        mine = _own_event(events, "opt_out", inbound.message_sid)
+        if mine is None:
+            already = bool(events) and events[-1].kind == "opt_out"
+            await self.db.add_consent_event(phone, "opt_out", "sms", inbound.body[:2000],
+                                            at=self._clock(),
+                                            source=f"sms:{inbound.message_sid}")
+        else:
+            already = mine > 0 and events[mine - 1].kind == "opt_out"
         if already:
             return "opt_out_repeat"  # one confirmation per episode: it was sent already
         if twilio_answered:
@@ -269,10 +310,13 @@ class Conversation:
                         f"stop:{inbound.message_sid}")
         return "opt_out"
 
-    async def _opt_in(self, phone: str, inbound: InboundSms, twilio_answered: bool) -> str:
+    async def _opt_in(self, phone: str, inbound: InboundSms, twilio_answered: bool, *,
+                      recorded: bool = False) -> str:
         self.stats.opt_ins += 1
-        await self.db.add_consent_event(phone, "opt_in", "sms", inbound.body[:2000],
-                                        at=self._clock(), source=f"sms:{inbound.message_sid}")
+        if not recorded:
+            await self.db.add_consent_event(phone, "opt_in", "sms", inbound.body[:2000],
+                                            at=self._clock(),
+                                            source=f"sms:{inbound.message_sid}")
         if twilio_answered:
             return "opt_in_by_twilio"
         await self.send(phone, self.wording.opt_in_confirmation(), "opt_in_confirmation",
@@ -291,21 +335,25 @@ class Conversation:
             why = "opted_out" if lead.opted_out else "dnc" if lead.dnc else "human_takeover"
             log.info("inbound SMS stored, no automated reply", extra={
                 "message_sid": inbound.message_sid, "why": why})
+            await self.db.set_message_intent(msg.id, f"silent_{why}", None)
             return f"silent_{why}"
         thread = await self.db.list_messages(phone, limit=THREAD_LIMIT)
         decision = await self.agent.decide(lead, thread, msg)
         self.stats.agent_turns += 1
-        if decision.intent is not None:
-            await self.db.set_message_intent(msg.id, decision.intent, decision.confidence)
         if decision.new_status and decision.new_status != lead.status:
             await self.db.set_lead_status(phone, decision.new_status)
         if decision.reply:
             await self.send(phone, decision.reply, "conversation",
                             f"reply:{inbound.message_sid}")
+        outcome = "replied" if decision.reply else "no_reply"
         if decision.handoff:
             await self._hand_off(lead, inbound, decision)
-            return "handoff"
-        return "replied" if decision.reply else "no_reply"
+            outcome = "handoff"
+        if decision.intent is not None:
+            await self.db.set_message_intent(msg.id, decision.intent, decision.confidence)
+        else:
+            await self.db.set_message_intent(msg.id, "unclassified", None)
+        return outcome
 
     async def _hand_off(self, lead: Lead, inbound: InboundSms, decision: AgentDecision) -> None:
         """Alert the owner that a person should follow up. Automation is not switched off
@@ -396,6 +444,80 @@ class Conversation:
                                               source="status_callback")
         return msg
 
+    # recovery ---------------------------------------------------------------------
+
+    async def recover(self, *, window_s: float, before: datetime | None = None) -> int:
+        """Process again the inbound texts stored within the last `window_s` seconds (and
+        before `before`, default now: later ones belong to the live webhook path) that
+        never got an intent: a crash hit between their commit and their processing.
+        Bounded (RECOVERY_MAX, RECOVERY_CONCURRENCY); a message whose processing fails is
+        tried once per start and stays unprocessed for the next. Returns how many were
+        processed."""
+        until = before or self._clock()
+        since = until - timedelta(seconds=window_s)
+        tried: set[int] = set()
+        gate = asyncio.Semaphore(RECOVERY_CONCURRENCY)
+        done = 0
+
+        async def one(msg: Message) -> bool:
+            inbound = self._as_inbound(msg)
+            try:
+                if self.is_ours(inbound):
+                    outcome = await self.process(msg, inbound)
+                else:
+                    self.stats.not_ours += 1
+                    await self.db.set_message_intent(msg.id, "not_ours", None)
+                    outcome = "not_ours"
+            except Exception:
+                self.stats.recovery_errors += 1
+                log.exception("recovering an unprocessed inbound SMS failed; it stays "
+                              "stored", extra={"message_id": msg.id})
+                return False
+            log.info("unprocessed inbound SMS recovered", extra={
+                "message_id": msg.id, "message_sid": msg.provider_sid, "outcome": outcome})
+            return True
+
+        async def thread(msgs: list[Message]) -> int:
+            """One lead's messages in order (the agent reads the thread); leads at once."""
+            async with gate:
+                return sum([await one(m) for m in msgs])
+
+        while len(tried) < RECOVERY_MAX:
+            page = await self.db.unprocessed_inbound(since=since, limit=RECOVERY_PAGE,
+                                                     channel="sms")
+            todo = [m for m in page if m.id not in tried and m.created_at < until]
+            todo = todo[:RECOVERY_MAX - len(tried)]
+            if not todo:
+                break
+            tried.update(m.id for m in todo)
+            by_phone: dict[str, list[Message]] = {}
+            for m in todo:
+                by_phone.setdefault(m.phone, []).append(m)
+            ok = sum(await asyncio.gather(*(thread(ms) for ms in by_phone.values())))
+            done += ok
+            self.stats.recovered += ok
+        if tried:
+            log.warning("recovered inbound SMS stored before a crash", extra={
+                "processed": done, "failed": len(tried) - done})
+        return done
+
+    def _as_inbound(self, msg: Message) -> InboundSms:
+        """The webhook view of a stored message. Twilio's OptOutType is not stored, so a
+        keyword Twilio's Advanced Opt-Out answered is treated as ours to answer; the
+        Messaging Service is not stored either, so with one configured the message (it
+        came in through our signed webhook) counts as ours."""
+        cfg = self._settings()
+        return InboundSms(
+            message_sid=msg.provider_sid or f"message-{msg.id}", from_number=msg.phone,
+            to_number=msg.to_addr, body=msg.body,
+            messaging_service_sid=cfg.messaging_service_sid, num_segments=msg.segments)
+
+    async def _hang_for_test(self, marker: str) -> None:
+        await asyncio.to_thread(Path(marker).write_text, "stored\n")
+        log.warning("test fault injection: hanging before processing (%s)",
+                    HANG_BEFORE_PROCESSING_ENV)
+        await asyncio.Event().wait()
+
     # lifecycle --------------------------------------------------------------------
 
     async def drain(self, timeout_s: float = DRAIN_S) -> None:
@@ -410,3 +532,12 @@ class Conversation:
         await self.drain()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _own_event(events: Sequence[ConsentEvent], kind: str, message_sid: str) -> int | None:
+    """Index of the consent event this message recorded already (a crashed attempt), if any."""
+    source = f"sms:{message_sid}"
+    for i, event in enumerate(events):
+        if event.kind == kind and event.source == source:
+            return i
+    return None

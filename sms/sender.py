@@ -344,8 +344,11 @@ class OutboxSender:
             return self._count("retried", item, verdict.reason)
         reason = verdict.reason if verdict.action != "retry" else \
             f"gave up after {item.attempts} attempts: {verdict.reason}"
-        await self.db.outbox_failed(item.id, reason, verdict.error_code)
+        # What the failure says about the recipient first: a crash between the two then
+        # leaves the row to be tried (and fail, and be applied) again, never an opt-out
+        # that was reported but not recorded.
         await apply_recipient_verdict(self.db, item.to_addr, verdict, source="outbox")
+        await self.db.outbox_failed(item.id, reason, verdict.error_code)
         if verdict.action == "opted_out":
             self.stats.opted_out += 1
         return self._count("failed", item, reason)

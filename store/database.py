@@ -299,6 +299,15 @@ class Database(abc.ABC):
         """Record what the NLU made of a message."""
 
     @abc.abstractmethod
+    async def unprocessed_inbound(
+        self, *, since: datetime, limit: int, channel: str | None = None
+    ) -> list[Message]:
+        """Inbound messages created at or after `since` with no intent recorded, oldest
+        first: stored but never processed (a crash between the commit and the reply work).
+        Every processing path records an intent or a marker, so this is the restart's
+        to-do list. `channel` narrows it to one channel."""
+
+    @abc.abstractmethod
     async def update_message_status(
         self,
         provider_sid: str,

@@ -841,6 +841,23 @@ class SqlRepository(TokenRepoMixin, CampaignRepoMixin, DialerRepoMixin, Database
                 message_id, intent, confidence, self._now(),
             )
 
+    async def unprocessed_inbound(
+        self, *, since: datetime, limit: int, channel: str | None = None
+    ) -> list[Message]:
+        check_limit(limit)
+        args: list[Any] = [self.dialect.ts(since), limit]
+        narrow = ""
+        if channel is not None:
+            args.append(check_choice("channel", channel, MESSAGE_CHANNELS))
+            narrow = " AND channel = $3"
+        rows = await self.fetch(
+            f"SELECT {MESSAGE_COLS} FROM messages WHERE direction = 'inbound'"
+            f" AND intent IS NULL AND created_at >= $1{narrow}"
+            " ORDER BY created_at, id LIMIT $2",
+            *args,
+        )
+        return [self._message(r) for r in rows]
+
     async def _apply_status(
         self,
         tx: Tx,

@@ -57,6 +57,9 @@ class SmsSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     help_text: str = (
         "Reply STOP to opt out. For help, reply to this message and a person will answer."
     )
+    # At start, inbound texts stored this many hours back but never processed (a crash hit
+    # between their commit and their reply) are processed again; 0 turns recovery off.
+    inbound_recovery_h: float = 24.0
     # Empty: no LLM, replies come from `templates`.
     llm_base_url: str = ""
     llm_model: str = "gpt-4o-mini"
@@ -74,6 +77,8 @@ class SmsSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def __post_init__(self) -> None:
         if not 0 < self.llm_timeout_s <= 120:
             raise ValueError("sms.llm_timeout_s must be in (0, 120]")
+        if not 0 <= self.inbound_recovery_h <= 24 * 30:
+            raise ValueError("sms.inbound_recovery_h must be in [0, 720]")
         if not 0 < self.max_mps <= 1000:
             raise ValueError("sms.max_mps must be in (0, 1000]")
         if not 40 <= self.max_reply_chars <= 1600:

@@ -147,3 +147,80 @@ async def test_sigkill_after_the_outbox_commit_sends_exactly_once(
                     except subprocess.TimeoutExpired:
                         _stop(second)
             await twilio.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_sigkill_after_the_inbound_commit_replies_once_after_restart(
+        tmp_path: Path, backend: str) -> None:
+    """The text is stored and the webhook answered, then the process dies before any reply
+    work (`LEADLINE_TEST_SMS_HANG_BEFORE_PROCESSING`): the next start answers it, once."""
+    from sms.conversation import HANG_BEFORE_PROCESSING_ENV
+    from store.database import open_database
+
+    twilio = await FakeTwilioRest(ACCOUNT_SID, AUTH_TOKEN).start()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    marker = tmp_path / "stored"
+    sid = "SM" + "b" * 32
+    async with backend_url(backend, tmp_path) as db_url:
+        env = _env(tmp_path, port, db_url, twilio)
+        first = _serve({**env, HANG_BEFORE_PROCESSING_ENV: str(marker)}, tmp_path / "first.log")
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            await _healthy(url, first, tmp_path / "first.log")
+            form = {"MessageSid": sid, "AccountSid": ACCOUNT_SID, "From": LEAD,
+                    "To": OUR_NUMBER, "Body": "Do you still have openings this week?"}
+            signature = RequestValidator(AUTH_TOKEN).compute_signature(
+                url + "/twilio/sms", form)
+            async with aiohttp.ClientSession() as http, http.post(
+                    url + "/twilio/sms", data=form,
+                    headers={"X-Twilio-Signature": signature}) as resp:
+                assert resp.status == 200
+            for _ in range(200):
+                if await _exists(marker):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the inbound text never reached processing")
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=10)
+            assert first.returncode == -signal.SIGKILL
+            db = await open_database(db_url)
+            try:
+                stored = [m for m in await db.list_messages(LEAD)]
+                assert [(m.direction, m.provider_sid, m.intent) for m in stored] == [
+                    ("inbound", sid, None)]  # stored, unprocessed, nothing queued
+            finally:
+                await db.close()
+            assert twilio.message_requests == 0
+
+            second = _serve(env, tmp_path / "second.log")
+            await _healthy(url, second, tmp_path / "second.log")
+            for _ in range(150):
+                if twilio.messages:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(twilio.messages) == 1, (tmp_path / "second.log").read_text()[-2000:]
+            assert twilio.messages[0].to == LEAD
+            await asyncio.sleep(1.5)
+            assert twilio.message_requests == 1
+            async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
+                text = await resp.text()
+            assert 'leadline_sms_inbound_recovered_total{outcome="processed"} 1.0' in text
+            db = await open_database(db_url)
+            try:
+                stored = [m for m in await db.list_messages(LEAD)]
+                assert [m.direction for m in stored] == ["inbound", "outbound"]
+                assert stored[0].intent is not None
+            finally:
+                await db.close()
+        finally:
+            _stop(first)
+            if second is not None:
+                if second.poll() is None:
+                    second.send_signal(signal.SIGTERM)
+                    try:
+                        second.wait(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        _stop(second)
+            await twilio.stop()

@@ -224,3 +224,90 @@ async def test_a_callback_that_overtakes_our_commit_is_kept(rig: Rig) -> None:
     msg = await early
     assert msg is not None and msg.status == "sent"
     assert rig.conv.stats.early_status == 1 and rig.conv.stats.unknown_status_sids == 0
+
+
+async def _store_only(rig: Rig, body: str, sid: str, *, to: str = OUR_NUMBER) -> None:
+    """An inbound text committed by a process that died before processing it."""
+    await rig.db.record_inbound_message(phone=LEAD, channel="sms", body=body, from_addr=LEAD,
+                                        to_addr=to, provider_sid=sid, segments=1,
+                                        at=rig.clock())
+
+
+async def test_recovery_answers_what_a_crash_left_unprocessed_once(rig: Rig) -> None:
+    await _store_only(rig, "How much does a panel install cost?", "SM" + "1" * 32)
+    rig.clock.advance(seconds=1)
+    await _store_only(rig, "HELP", "SM" + "2" * 32)
+    rig.clock.advance(seconds=1)
+    await _store_only(rig, "hello", "SM" + "3" * 32, to="+14155550999")  # not ours
+    rig.clock.advance(seconds=5)
+    assert await rig.conv.recover(window_s=86400) == 3
+    await rig.sender.drain_once()
+    bodies = rig.bodies()
+    assert len(bodies) == 2 and "Dana" in bodies[0] and "Reply STOP" in bodies[1]
+    inbound = [m for m in await rig.db.list_messages(LEAD) if m.direction == "inbound"]
+    assert [m.intent for m in inbound] == ["question", "help", "not_ours"]
+    # A second start finds nothing; replaying the processing sends nothing new either.
+    assert await rig.conv.recover(window_s=86400) == 0
+    for m in inbound[:2]:  # the webhook path's `process` (not_ours is decided before it)
+        await rig.conv.process(m, rig.conv._as_inbound(m))
+    await rig.sender.drain_once()
+    assert rig.bodies() == bodies
+    assert rig.conv.stats.recovered == 3
+
+
+async def test_recovery_is_bounded_by_its_window_and_start(rig: Rig) -> None:
+    await _store_only(rig, "Are you open on Saturday?", "SM" + "4" * 32)
+    rig.clock.advance(hours=25)
+    started = rig.clock()
+    rig.clock.advance(seconds=1)
+    await _store_only(rig, "What areas do you serve?", "SM" + "5" * 32)  # the live path's
+    assert await rig.conv.recover(window_s=24 * 3600, before=started) == 0
+    rig.clock.advance(seconds=1)
+    assert await rig.conv.recover(window_s=26 * 3600) == 2
+
+
+async def test_an_opt_out_interrupted_after_its_consent_event_still_confirms_once(
+        rig: Rig) -> None:
+    sid = "SM" + "6" * 32
+    await _store_only(rig, "please stop texting me", sid)
+    # The crashed attempt got as far as the consent event.
+    await rig.db.add_consent_event(LEAD, "opt_out", "sms", "please stop texting me",
+                                   at=rig.clock(), source=f"sms:{sid}")
+    rig.clock.advance(seconds=2)
+    assert await rig.conv.recover(window_s=3600) == 1
+    assert await rig.conv.recover(window_s=3600) == 0
+    await rig.sender.drain_once()
+    assert len(rig.bodies()) == 1 and "unsubscribed" in rig.bodies()[0].lower()
+    assert [e.kind for e in await rig.db.list_consent_events(LEAD)] == ["opt_out"]
+
+
+async def test_an_opt_in_interrupted_after_its_consent_event_is_not_a_plain_yes(
+        rig: Rig) -> None:
+    await rig.text("STOP")
+    sid = "SM" + "7" * 32
+    rig.clock.advance(seconds=5)
+    await _store_only(rig, "START", sid)
+    await rig.db.add_consent_event(LEAD, "opt_in", "sms", "START", at=rig.clock(),
+                                   source=f"sms:{sid}")
+    rig.clock.advance(seconds=2)
+    assert await rig.conv.recover(window_s=3600) == 1
+    await rig.sender.drain_once()
+    assert "subscribed again" in rig.bodies()[-1] and len(rig.bodies()) == 2
+    assert [e.kind for e in await rig.db.list_consent_events(LEAD)] == ["opt_out", "opt_in"]
+
+
+async def test_every_path_leaves_an_intent_or_a_marker(rig: Rig) -> None:
+    await rig.text("What areas do you serve?")
+    await rig.text("HELP")
+    await rig.text("hi", to="+14155550999")
+    await rig.db.set_human_takeover(LEAD, True)
+    await rig.text("Are you there?")
+    await rig.db.set_human_takeover(LEAD, False)
+    await rig.text("STOP")
+    await rig.text("STOP", opt_out_type="STOP")
+    await rig.text("START", opt_out_type="START")
+    await rig.text("HELP", opt_out_type="HELP")
+    await rig.text("Thanks")
+    await rig.text("hello", frm="+14155550142")  # a stranger: a new lead
+    assert await rig.db.unprocessed_inbound(since=datetime(2020, 1, 1, tzinfo=UTC),
+                                            limit=100) == []

@@ -221,3 +221,29 @@ async def test_message_intent(db: Database) -> None:
     assert (stored.intent, stored.confidence) == ("book", pytest.approx(0.92))
     with pytest.raises(ValueError):
         await db.set_message_intent(message.id, "book", 1.5)
+
+
+async def test_unprocessed_inbound_is_the_restart_to_do_list(db: Database) -> None:
+    """Inbound without an intent, oldest first, inside the window, outbound never."""
+    old = await inbound(db, "SM-old", when=-100)
+    first = await inbound(db, "SM-a", when=10)
+    done = await inbound(db, "SM-b", when=5)
+    second = await inbound(db, "SM-c", when=20)
+    await outbound(db, "reply:SM-a", when=11)
+    email, _ = await db.record_inbound_message(
+        phone=MARIA, channel="email", body="hello", from_addr="maria@example.com",
+        to_addr="us@example.com", provider_sid="<m1@example.com>", segments=1, at=at(15))
+    await db.set_message_intent(done.id, "question", 0.9)
+
+    todo = await db.unprocessed_inbound(since=at(0), limit=10)
+    assert [m.id for m in todo] == [first.id, email.id, second.id]
+    assert [m.id for m in await db.unprocessed_inbound(since=at(0), limit=10,
+                                                       channel="sms")] == [first.id, second.id]
+    assert [m.id for m in await db.unprocessed_inbound(since=at(0), limit=1)] == [first.id]
+    assert [m.id for m in await db.unprocessed_inbound(since=at(-200), limit=1)] == [old.id]
+
+    await db.set_message_intent(first.id, "not_ours", None)  # a marker counts as processed
+    assert [m.id for m in await db.unprocessed_inbound(since=at(0), limit=10,
+                                                       channel="sms")] == [second.id]
+    with pytest.raises(ValueError):
+        await db.unprocessed_inbound(since=at(0), limit=10, channel="fax")
