@@ -65,6 +65,8 @@ class Route:
     raw_response: tuple[str, str] | None = None
     raw_body: tuple[str, str] | None = None  # e.g. ("text/csv", "the CSV file")
     path_params: dict[str, str] = field(default_factory=dict)  # name → description
+    # Further error answers it can give: status → description (documented).
+    errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def operation_id(self) -> str:

@@ -210,7 +210,7 @@ async def send_message(ctx: ApiContext, r: ApiRequest) -> Any:
     result = schemas.SendResult(state=queued.state, reason=queued.reason,
                                 message_id=queued.message_id,
                                 next_allowed_at=queued.next_allowed_at)
-    return Json(result, 202 if queued.state in ("queued", "deferred", "duplicate") else 200)
+    return Json(result, 202)
 
 
 # campaigns ---------------------------------------------------------------------------
@@ -278,8 +278,10 @@ ROUTES: list[Route] = [
           "campaign), oldest first", "messages", query=schemas.MessageQuery,
           response=schemas.MessageList),
     Route("POST", "/messages", send_message, "Send one SMS through compliance and the "
-          "outbox (202 queued/deferred, 200 refused)", "messages", role="admin",
-          body=schemas.MessageSend, response=schemas.SendResult, status=202),
+          "outbox; `state` says queued, deferred (quiet hours), refused or duplicate",
+          "messages", role="admin",
+          body=schemas.MessageSend, response=schemas.SendResult, status=202,
+          errors={"409": "the SMS side has no sender configured"}),
     Route("GET", "/campaigns", list_campaigns, "List campaigns by id", "campaigns",
           query=schemas.PageQuery, response=schemas.CampaignList),
     Route("GET", "/campaigns/{name}", get_campaign, "One campaign with its definition and "

@@ -89,6 +89,7 @@ def document(routes: list[Route], *, version: str = "0.1.0") -> dict[str, Any]:
             errors.pop("403")
         if r.body is None and r.raw_body is None:
             errors.pop("413")
+        errors.update(r.errors)
         for code, desc in errors.items():
             responses[code] = {"description": desc, "content": {
                 "application/json": {"schema": error_ref}}}

@@ -14,6 +14,7 @@ API_CONTEXT: web.AppKey[ApiContext] = web.AppKey("api_context", ApiContext)
 
 def routes() -> list[Route]:
     """Every /v1 operation, the OpenAPI document's own route included."""
+    from ops.api.admin import ROUTES as ADMIN_ROUTES
     from ops.api.handlers import ROUTES
 
     doc_cache: dict[str, Any] = {}
@@ -25,7 +26,7 @@ def routes() -> list[Route]:
             doc_cache["doc"] = document(table)
         return doc_cache["doc"]
 
-    table = [*ROUTES, Route("GET", "/openapi.json", openapi_json,
+    table = [*ROUTES, *ADMIN_ROUTES, Route("GET", "/openapi.json", openapi_json,
                             "This document (OpenAPI 3.1)", "meta",
                             raw_response=("application/json", "the OpenAPI document"))]
     return table
