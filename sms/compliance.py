@@ -83,24 +83,14 @@ class EngineWording:
 
     def __init__(self, settings: Callable[[], SmsSettings]) -> None:
         self._settings = settings
-        self._warned = False
 
     def help_reply(self) -> str:
-        """`[sms] help_text` fills the template's contact slot when it fits; a longer one
-        would be cut mid-sentence (the slot is bounded so HELP stays one segment), so
-        the template's own "reply to this message" is used instead."""
-        from agents.compliance.replies import MAX_CONTACT, help_reply
+        """The business's contact line (`[sms] help_text`, checked when the config was
+        loaded) in the carrier-required HELP template."""
+        from agents.compliance.replies import help_reply
 
         s = self._settings()
-        contact = s.help_text.strip().rstrip(".")
-        if len(contact) > MAX_CONTACT or "stop" in contact.lower():
-            if not self._warned:
-                self._warned = True
-                log.warning("[sms] help_text does not fit the HELP reply's contact line "
-                            "(at most %d characters, no STOP wording: the template adds it); "
-                            "using the default contact line", MAX_CONTACT)
-            contact = ""
-        return help_reply(s.business_name, contact)
+        return help_reply(s.business_name, s.help_text)
 
     def opt_out_confirmation(self) -> str:
         from agents.compliance.replies import opt_out_confirmation

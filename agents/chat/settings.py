@@ -52,11 +52,12 @@ class SmsSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     business_name: str = "our team"
     # Who is alerted by SMS when a conversation needs a person (handoff); empty: no alert.
     owner_phone: str = ""
-    # The HELP reply's contact line; carriers require HELP to say who is texting and how
-    # to reach them.
-    help_text: str = (
-        "Reply STOP to opt out. For help, reply to this message and a person will answer."
-    )
+    # How a lead reaches a person: the contact line of the HELP reply, e.g. "Call us at
+    # (415) 555-0100 or reply here". The reply adds the business name, the frequency,
+    # "Msg&data rates may apply" and "Reply STOP to opt out" (agents/compliance/replies.toml),
+    # so this line must not say STOP, holds at most 60 characters and must keep the reply
+    # one SMS segment; a longer value is a config error, never cut.
+    help_text: str = "Reply here and a person will answer"
     # At start, inbound texts stored this many hours back but never processed (a crash hit
     # between their commit and their reply) are processed again; 0 turns recovery off.
     inbound_recovery_h: float = 24.0
@@ -77,6 +78,11 @@ class SmsSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def __post_init__(self) -> None:
         if not 0 < self.llm_timeout_s <= 120:
             raise ValueError("sms.llm_timeout_s must be in (0, 120]")
+        from agents.compliance.replies import contact_line_problem
+
+        problem = contact_line_problem(self.business_name, self.help_text)
+        if problem is not None:
+            raise ValueError(f"sms.help_text {problem}")
         if not 0 <= self.inbound_recovery_h <= 24 * 30:
             raise ValueError("sms.inbound_recovery_h must be in [0, 720]")
         if not 0 < self.max_mps <= 1000:

@@ -9,6 +9,7 @@ placeholders.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from functools import lru_cache
 from importlib import resources
@@ -18,6 +19,11 @@ MAX_NAME = 40
 MAX_CONTACT = 60
 MAX_FREQUENCY = 40
 DEFAULT_FREQUENCY = "Msg frequency varies"
+# A HELP answer is one SMS segment: carriers and CTIA test it as a single message, and a
+# split one can arrive out of order with the STOP instruction in the second half.
+HELP_MAX_SEGMENTS = 1
+# The template says how to opt out itself; a contact line that does too says it twice.
+_OPT_OUT_WORDING = re.compile(r"\b(stop|unsubscribe|opt[ -]?out)\b", re.IGNORECASE)
 
 
 @lru_cache(maxsize=1)
@@ -50,6 +56,27 @@ def help_reply(business_name: str | None, contact: str,
     return _render("help", prefix=_prefix(business_name),
                    contact=_clean(contact, MAX_CONTACT) or "reply to this message",
                    frequency=_clean(frequency_text, MAX_FREQUENCY) or DEFAULT_FREQUENCY)
+
+
+def contact_line_problem(business_name: str | None, contact: str) -> str | None:
+    """Why `contact` cannot be the HELP reply's contact line, or None when it can. A
+    configured line is checked, never cut: a cut one would tell a lead half a phone
+    number."""
+    from agents.chat.segments import count_segments
+
+    if contact != " ".join(contact.split()):
+        return "must be one line without leading, trailing or repeated spaces"
+    if len(contact) > MAX_CONTACT:
+        return f"is {len(contact)} characters; the HELP reply's contact line holds {MAX_CONTACT}"
+    if _OPT_OUT_WORDING.search(contact):
+        return "must not say how to opt out: the HELP reply adds \"Reply STOP to opt out\""
+    text = help_reply(business_name, contact)
+    segments, encoding = count_segments(text)
+    if segments > HELP_MAX_SEGMENTS:
+        return (f"makes the HELP reply {len(text)} characters in {encoding}, "
+                f"{segments} segments; it must fit {HELP_MAX_SEGMENTS} (shorten it or "
+                "sms.business_name, and keep to plain ASCII)")
+    return None
 
 
 def opt_out_confirmation(business_name: str | None) -> str:
