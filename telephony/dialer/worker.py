@@ -124,8 +124,11 @@ class Dialer:
         waiters: CallWaiters | None = None,
         on_outcome: OutcomeSink | None = None,
         stats: DialerStats | None = None,
+        livekit: Placer | None = None,
     ) -> None:
         self._settings = settings
+        # Places jobs with `via = "livekit"` (telephony.livekit.dialing); None: refused.
+        self.livekit = livekit
         self._public_url = public_url
         self._db = db
         self.placer = placer
@@ -197,7 +200,7 @@ class Dialer:
             call = parse_job(job.name, job.data, default_caller_id=s.caller_id,
                              scripts=s.scripts, default_script=s.default_script,
                              max_bytes=s.max_job_bytes)
-            if call.via == "livekit":
+            if call.via == "livekit" and self.livekit is None:
                 raise JobRejected("via livekit: this process has no LiveKit SIP trunk; "
                                   "send the job with via twilio")
         except JobRejected as exc:
@@ -274,8 +277,9 @@ class Dialer:
         from bullmq import UnrecoverableError
 
         db = self._db()
-        base = self._public_url()
-        if not base:
+        placer = self.livekit if call.via == "livekit" and self.livekit else self.placer
+        base = self._public_url() or ""
+        if not base and placer is self.placer:
             await db.dial_refused(key, "failed", "no twilio.public_url to be called back at")
             raise UnrecoverableError("twilio refused the call: no twilio.public_url set")
         contact = call.contact
@@ -291,7 +295,7 @@ class Dialer:
         if isinstance(created_ms, int | float) and created_ms > 0:
             self.stats.job_to_dial_ms.append(max(0.0, time.time() * 1000 - created_ms))
         try:
-            sid = await self.placer.place(request, base)
+            sid = await placer.place(request, base)
         except DialFailed as exc:
             self.stats.dial_errors += 1
             log.warning("dial failed", extra={"job_id": job.id, "error": str(exc),

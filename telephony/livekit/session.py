@@ -124,6 +124,9 @@ class LiveKitCalls:
             await port.disconnect()
             await leg.close()
             if err.outcome is None:
+                # The request failed, not the call: a dial LiveKit may still be ringing
+                # is hung up with the room rather than answered into an empty one.
+                await self.sip.end_room(room)
                 raise
             self._count(err.outcome)
             return LiveKitCallResult(sid, room, err.outcome, error=str(err),

@@ -164,6 +164,9 @@ async def test_a_dial_livekit_could_not_serve_raises_for_the_dialer_to_sort(rig:
         await rig.calls.start("+14155550102")
     assert not info.value.permanent and info.value.outcome is None
     assert rig.rooms[0].disconnected and rig.manager.started == 0
+    # Whatever LiveKit might still be ringing into the room is hung up with it.
+    [deleted] = rig.twirp.deleted_rooms
+    assert deleted == rig.twirp.received[0].request.room_name
 
 
 async def test_a_room_that_drops_mid_call_ends_the_call(rig: Rig) -> None:

@@ -1,0 +1,118 @@
+"""A `via = "livekit"` job end to end through the real leadline app: the BullMQ job in the
+real Redis, the dialer's gate and idempotency key in SQL, CreateSIPParticipant through
+the real client against the Twirp fake, the fake room playing the callee in real time,
+the app's media engine, clock and scripted brain, and the outcome as the job's
+returnvalue. The app is given the LiveKit placer the way `ops/app.py` builds it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from media.codecs import ulaw
+from media.resample import resample
+from telephony.livekit.dialing import LiveKitPlacer
+from telephony.livekit.session import LiveKitCalls
+from telephony.livekit.settings import LiveKitSettings
+from tests.audio import speech_ulaw
+from tests.fakes.livekit_twirp import Callee, FakeLiveKit
+from tests.telephony.dialer.rig import HUMAN, Rig, contact, make_rig
+from tests.telephony.livekit.fake_room import FakeRoom
+
+pytestmark = pytest.mark.e2e
+
+BUSY = "+14155553001"
+DOWN = "+14155553002"
+
+
+@dataclass
+class LkRig:
+    rig: Rig
+    twirp: FakeLiveKit
+    rooms: list[FakeRoom]
+    placer: LiveKitPlacer
+
+
+async def _callee(room: FakeRoom) -> None:
+    """Picks up, listens to the greeting a while, says hello, then hangs up."""
+    await asyncio.sleep(1.0)
+    speech = resample(ulaw.decode(speech_ulaw("Hello, front desk.")), 8000, 48000)
+    await room.say(speech)
+    await room.silence(1500)
+    room.set_status("hangup")
+
+
+@pytest.fixture
+async def lk(tmp_path: Path) -> AsyncIterator[LkRig]:
+    twirp = FakeLiveKit()
+    await twirp.start()
+    twirp.callees[BUSY] = Callee(sip_status_code=486)
+    twirp.callees[DOWN] = Callee(http_status=503)
+    rooms: list[FakeRoom] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    def make_room(url: str, token: str, callee: str) -> FakeRoom:
+        room = FakeRoom(answered=False)
+        rooms.append(room)
+        return room
+
+    async def answered(request: object) -> None:
+        room = rooms[-1]
+        room.set_status("active")
+        task = asyncio.get_running_loop().create_task(_callee(room))
+        tasks.add(task)
+
+    twirp.on_answer = answered  # type: ignore[assignment]
+    settings = LiveKitSettings(url=twirp.url, api_key=twirp.api_key,
+                               api_secret=twirp.api_secret, sip_trunk_id="ST_fake0trunk",
+                               ringing_timeout_s=5, max_call_duration_s=60)
+    async with make_rig(tmp_path) as rig:
+        runtime = rig.server.runtime
+        calls = LiveKitCalls(lambda: settings, runtime.calls, room_factory=make_room)  # type: ignore[arg-type]
+        placer = LiveKitPlacer(calls, lambda: runtime.persistence.db,
+                               runtime.dialer.waiters.notify)
+        runtime.dialer.dialer.livekit = placer
+        try:
+            yield LkRig(rig, twirp, rooms, placer)
+        finally:
+            await placer.aclose()
+            for task in tasks:
+                task.cancel()
+            await twirp.stop()
+
+
+async def test_a_livekit_job_is_dialed_talked_to_and_reported(lk: LkRig) -> None:
+    job = await lk.rig.add({**contact(HUMAN), "via": "livekit"})
+    done = await lk.rig.finished(job.id)
+    assert done.failedReason in (None, ""), done.failedReason
+    value = done.returnvalue
+    assert value["outcome"] == "declined", value  # the keyless brain hears no words
+    assert value["callSid"].startswith("LK") and value["durationS"] >= 2
+    [req] = [r.request for r in lk.twirp.received if r.method == "CreateSIPParticipant"]
+    assert req.sip_call_to == HUMAN and req.wait_until_answered
+    assert lk.rig.twilio.creates == 0  # not a Twilio call
+    room = lk.rooms[0]
+    assert room.heard_ms() > 1000 and room.disconnected  # the greeting reached the room
+    assert req.room_name in lk.twirp.deleted_rooms
+    db = lk.rig.server.runtime.persistence.db
+    record = await db.get_dial_by_call_sid(value["callSid"])
+    assert record.status == "completed" and record.answered_at is not None
+    assert record.media_ended_at is not None and record.job_id == job.id
+
+
+async def test_busy_is_an_outcome_and_livekit_down_fails_the_attempt(lk: LkRig) -> None:
+    job = await lk.rig.add({**contact(BUSY), "via": "livekit"})
+    done = await lk.rig.finished(job.id)
+    assert done.failedReason in (None, ""), done.failedReason
+    assert done.returnvalue["outcome"] == "busy"
+    record = await lk.rig.server.runtime.persistence.db.get_dial_by_call_sid(
+        done.returnvalue["callSid"])
+    assert record.status == "busy" and record.answered_at is None
+    job = await lk.rig.add({**contact(DOWN), "via": "livekit"})
+    done = await lk.rig.finished(job.id)
+    assert "livekit 503" in (done.failedReason or ""), done.failedReason
+    assert lk.placer.calls.results.get("completed", 0) == 0
