@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from agents.memory import CallerMemory, recall
 
 if TYPE_CHECKING:
+    from agents.business.flow import CallFlow
     from agents.business.settings import BusinessSettings
 
 Role = Literal["caller", "agent"]
@@ -41,6 +42,9 @@ class CallContext:
     # The business the call is for (by the number called, or the outbound job);
     # None with no `[[businesses]]` configured: the brains use their own settings.
     business: BusinessSettings | None = None
+    # The call's priority, safety line and capture answers (with a business only);
+    # shared by the brain (its tools, the scripted questions) and the observers.
+    flow: CallFlow | None = None
 
     @property
     def memory(self) -> CallerMemory:
@@ -113,6 +117,10 @@ class Brain(abc.ABC):
 
     def tool_result(self, call_id: str, output: str) -> None:  # noqa: B027
         """Result of a tool call the brain asked for (when the call runs tools)."""
+
+    def safety_first(self, line: str) -> None:  # noqa: B027 - optional hook
+        """Life is at risk: `line` (get to safety, call 911) must be the very next thing
+        the caller hears, before anything is asked or collected."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -37,6 +37,7 @@ import numpy as np
 
 from agents import memory
 from agents.brain import Brain, BrainOutput, CallContext
+from agents.business.flow import CallFlow
 from agents.business.registry import greeting as business_greeting
 from agents.business.settings import BusinessSettings
 from agents.settings import ScriptedSettings
@@ -138,6 +139,7 @@ class ScriptedCore:
         self._message = bytearray()
         self._max_message = max(0, settings.max_message_s) * ulaw.SAMPLE_RATE
         self.business: BusinessSettings | None = None
+        self.flow: CallFlow | None = None
 
     @property
     def message_bytes(self) -> int:
@@ -156,7 +158,8 @@ class ScriptedCore:
     # -- events ------------------------------------------------------------
 
     def begin(self, caller_name: str | None = None,
-              business: BusinessSettings | None = None) -> tuple[Action, ...]:
+              business: BusinessSettings | None = None,
+              flow: CallFlow | None = None) -> tuple[Action, ...]:
         """The call is connected: the first thing the caller hears.
 
         `caller_name` is caller memory as `CallContext` carries it (`agents.memory`
@@ -166,6 +169,7 @@ class ScriptedCore:
         """
         s = self.settings
         self.business = business
+        self.flow = flow
         if self.fallback:
             text = s.apology
         elif business is not None:
@@ -192,7 +196,24 @@ class ScriptedCore:
         if self.state not in _TALKING:
             return _NOTHING
         self.state = State.REPLYING
-        return (self._speak(self.settings.reply),)
+        question = self.flow.next_question() if self.flow is not None else None
+        return (self._speak(question.text if question is not None else self.settings.reply),)
+
+    def safety(self, line: str) -> tuple[Action, ...]:
+        """Life is at risk: stop whatever is said or taken and say `line` now.
+
+        A message being recorded is saved as it is (nothing said is lost), but the
+        caller's safety comes before the rest of their voicemail.
+        """
+        if self.state is State.DONE or not line.strip():
+            return _NOTHING
+        actions: list[Action] = []
+        if self.state is State.RECORDING_MESSAGE and self._message:
+            actions.append(SaveMessage(bytes(self._message)))
+        self._message.clear()
+        self.state = State.REPLYING
+        actions += (StopSpeaking(), self._speak(line))
+        return tuple(actions)
 
     def digit(self, digit: str) -> tuple[Action, ...]:
         state = self.state
@@ -400,7 +421,7 @@ class ScriptedBrain(Brain):
         self._context = context
         self._output = output
         self._runner = asyncio.create_task(self._run(), name=f"scripted-brain-{context.call_sid}")
-        self._apply(self.core.begin(context.caller_name, context.business))
+        self._apply(self.core.begin(context.caller_name, context.business, context.flow))
 
     def push_audio(self, ulaw_audio: bytes) -> None:
         actions = self.core.audio(ulaw_audio)
@@ -418,6 +439,9 @@ class ScriptedBrain(Brain):
 
     def dtmf(self, digit: str) -> None:
         self._apply(self.core.digit(digit))
+
+    def safety_first(self, line: str) -> None:
+        self._apply(self.core.safety(line))
 
     async def close(self) -> None:
         if self._closed:

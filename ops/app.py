@@ -93,10 +93,14 @@ class Runtime:
         # only with [dialer] enabled (started in `start`).
         self.dialer = DialerService(lambda: self.config.dialer, lambda: self.config.twilio,
                                     lambda: self.config.compliance, lambda: self.persistence.db)
+        # Businesses by called number: each caller turn triaged, the owner's texts.
+        self.businesses = Businesses(lambda: self.config, lambda: self.messaging.conversation,
+                                     lambda: self.persistence.db)
         self.calls = CallManager(
             self.engine, self.brains.new_brain, self.brains.fallback_brain,
             config.server.max_calls,
-            observers=(self.persistence, self.transfers, self.dialer.observer),
+            observers=(self.persistence, self.transfers, self.dialer.observer,
+                       self.businesses),
             recording_dir=lambda: (self.config.recording.directory
                                    if self.config.recording.enabled else None),
         )
@@ -109,8 +113,6 @@ class Runtime:
             lambda: self.messaging.conversation,
             lambda: self.messaging.sender.wake() if self.messaging.sender else None)
         self.twilio_stats = TwilioStats()
-        # Businesses by called number, and the owner's texts (through the SMS side).
-        self.businesses = Businesses(lambda: self.config, lambda: self.messaging.conversation)
         self.twilio = TwilioRoutes(lambda: self.config.twilio, self.calls, self.twilio_stats,
                                    businesses=self.businesses.registry,
                                    on_no_voice=self.businesses.notify_no_voice)
@@ -154,8 +156,8 @@ class Runtime:
         })
 
     async def stop(self, app: web.Application) -> None:
-        await self.campaigns.stop()
         await self.businesses.stop()
+        await self.campaigns.stop()
         await self.messaging.stop()
         await self.dialer.stop()
         for call in list(self.calls.active.values()):

@@ -13,25 +13,37 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from agents.business.flow import CallFlow, TurnOutcome
 from agents.business.registry import BusinessRegistry, owner_missed_call_text
 from agents.business.settings import BusinessSettings
+from telephony.calls import CallObserver
 
 if TYPE_CHECKING:
+    from agents.brain import Role
     from ops.config import Config
     from sms.conversation import Conversation
+    from store.database import Database
+    from telephony.call import Call
 
 log = logging.getLogger("leadline.business")
 # Owner notices in flight at once; more are dropped (logged, counted), never queued forever.
 MAX_PENDING_NOTICES = 256
 
 
-class Businesses:
-    """`registry()` for the current config; `notify_no_voice` for the voice webhook."""
+class Businesses(CallObserver):
+    """`registry()` for the current config; `notify_no_voice` for the voice webhook; and,
+    as a call observer, each caller turn handed to the call's `CallFlow` (the safety line
+    to the brain at once, priority changes and capture answers to the audit trail)."""
 
     def __init__(self, config: Callable[[], Config],
-                 conversation: Callable[[], Conversation | None]) -> None:
+                 conversation: Callable[[], Conversation | None],
+                 database: Callable[[], Database | None] = lambda: None) -> None:
         self._config = config
         self._conversation = conversation
+        self._db = database
+        self.turns_triaged = 0
+        self.safety_lines = 0
+        self.audit_failures = 0
         self._for: object = None
         self._registry: BusinessRegistry | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -57,6 +69,52 @@ class Businesses:
             return
         text = owner_missed_call_text(business, form.get("From", ""))
         self.spawn(self._send(phone, text, f"no-voice:{call_sid}", call_sid), "owner notice")
+
+    # -- calls ---------------------------------------------------------------------
+
+    def transcript(self, call: Call, role: Role, text: str) -> None:
+        flow = call.context.flow
+        if flow is None or not text.strip():
+            return
+        if role == "agent":
+            flow.agent_said(text)
+            return
+        outcome = flow.caller_turn(text)
+        self.turns_triaged += 1
+        if outcome.safety_line is not None:
+            self.safety_lines += 1
+            call.brain.safety_first(outcome.safety_line)
+        self._record(call.call_sid, flow, outcome)
+
+    def call_ended(self, call: Call) -> None:
+        flow = call.context.flow
+        if flow is not None:
+            self._audit("call_priority", call.call_sid, flow.summary())
+
+    def _record(self, call_sid: str, flow: CallFlow, outcome: TurnOutcome) -> None:
+        if outcome.answer is not None:
+            a = outcome.answer
+            self._audit("capture", call_sid,
+                        {"field": a.field, "question": a.question, "answer": a.text})
+        if outcome.raised or outcome.safety_line is not None:
+            t = outcome.triage
+            self._audit("triage", call_sid, {
+                "priority": flow.priority, "category": t.category, "cue": t.cue or "",
+                "life_safety": t.life_safety, "safety_line": outcome.safety_line or ""})
+
+    def _audit(self, kind: str, call_sid: str, detail: dict[str, Any]) -> None:
+        db = self._db()
+        if db is None:
+            return
+        self.spawn(self._write_audit(db, kind, call_sid, detail), f"audit {kind}")
+
+    async def _write_audit(self, db: Database, kind: str, call_sid: str,
+                           detail: dict[str, Any]) -> None:
+        try:
+            await db.audit(kind, call_sid=call_sid, detail=detail)
+        except Exception:
+            self.audit_failures += 1
+            log.exception("audit write failed", extra={"call_sid": call_sid, "kind": kind})
 
     def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
         if len(self._tasks) >= MAX_PENDING_NOTICES:

@@ -33,11 +33,14 @@ from typing import Any
 from openai import AsyncOpenAI, OpenAIError
 
 from agents.brain import Brain, BrainOutput, CallContext
+from agents.business.plans import gates
+from agents.business.prompt import for_business
 from agents.realtime.breaker import CircuitBreaker, default_breaker
 from agents.realtime.protocol import RealtimeConversation, RealtimeUsage, SessionConfig
 from agents.realtime.stats import STATS, RealtimeStats, bump
 from agents.settings import OpenAISettings
 from agents.tools import ToolContext, ToolRegistry, ToolRunner, build_registry
+from agents.tools.builtin import set_priority
 
 log = logging.getLogger("leadline.agents.realtime")
 
@@ -159,7 +162,13 @@ class RealtimeBrain(Brain):
             raise RuntimeError("brain already started")
         self._call_sid = context.call_sid
         self._output = output
+        if context.flow is not None and "set_priority" not in self.registry \
+                and gates(context.flow.business.plan).analysis:
+            # Call analysis is a plan feature: the model may raise the priority.
+            self.registry = ToolRegistry([*self.registry, set_priority])
         config = SessionConfig.for_call(self.settings, context, self.registry.definitions())
+        if context.business is not None:
+            config = for_business(config, context.business, context.memory)
         conversation = RealtimeConversation(
             config, output, clock=self._clock, call_sid=context.call_sid,
             on_first_audio=self._first_audio, stats=self.stats,
@@ -219,6 +228,13 @@ class RealtimeBrain(Brain):
 
     def tool_result(self, call_id: str, output: str) -> None:
         self._tool_report(call_id, output, True)
+
+    def safety_first(self, line: str) -> None:
+        if self.conversation is not None and not self._closing:
+            self.conversation.instruct_next(
+                "Life may be at risk. Before anything else, and before asking for any "
+                f"details, say this to the caller, word for word: {line}")
+            self._wake.set()
 
     async def close(self) -> None:
         if self._closing:

@@ -288,6 +288,8 @@ class RealtimeConversation:
         self._known_calls: set[str] = set()
         self._history: deque[ContextTurn] = deque(maxlen=max(config.max_context_turns, 1))
         self._tool_calls: list[ToolCall] = []
+        # An instruction for the next response only (the life-safety line).
+        self._next_instruction: str | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             ev.ResponseOutputAudioDelta: self._on_audio_delta,
             ev.ResponseOutputAudioDone: self._on_audio_done,
@@ -511,6 +513,18 @@ class RealtimeConversation:
         if respond:
             self._turn_end_at = self._clock()
             self._request_response()
+
+    def instruct_next(self, text: str) -> None:
+        """The next response must follow `text` (e.g. say the 911 line first): a reply in
+        flight is cancelled and a new one is asked for, carrying the instruction."""
+        self._next_instruction = text
+        if self.state != "open":
+            self._reply = _Reply.OWED
+            return
+        if self.responding:
+            self.cancel()
+        self._turn_end_at = self._clock()
+        self._request_response()
 
     def after_reply(self, action: Action) -> None:
         """Run `action` when the next response (the reply to a tool result) is done."""
@@ -794,6 +808,10 @@ class RealtimeConversation:
                 "instructions": f"{self.config.instructions}\n\n"
                 f"Open the call now by saying: {self.config.greeting}"
             }
+        elif self._next_instruction:
+            response = {"instructions": f"{self.config.instructions}\n\n"
+                        f"{self._next_instruction}"}
+            self._next_instruction = None
         self._queue(ev.ResponseCreate(event_id=event_id, response=response))
         now = self._clock()
         if greeting or self._turn_end_at is None:

@@ -10,7 +10,7 @@ cannot use would promise the caller a human who never comes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -77,6 +77,29 @@ def capture_caller_name(
         raise ToolError("the name is empty")
     context.caller_named(name)
     return f"Saved the caller's name: {name}."
+
+
+@tool
+def set_priority(
+    context: ToolContext,
+    priority: Annotated[
+        Literal["LOW", "NORMAL", "HIGH", "URGENT"],
+        msgspec.Meta(description="How soon someone must act: URGENT means now (danger, "
+                     "active damage), HIGH today, NORMAL a regular booking, LOW information."),
+    ],
+    reason: Annotated[
+        str, msgspec.Meta(max_length=300, description="What the caller said that shows it.")
+    ] = "",
+) -> str:
+    """Raise the call's priority when the caller's situation is more urgent than it seemed.
+    It can only be raised; an urgent call alerts the owner."""
+    flow = context.call.flow
+    if flow is None:
+        raise ToolError("this call has no business to prioritise for")
+    changed = flow.set_priority(priority, reason)
+    if changed:
+        return f"The call's priority is now {flow.priority}."
+    return f"The call's priority stays {flow.priority} (it is never lowered)."
 
 
 BUILTIN_TOOLS: tuple[Tool, ...] = (end_call, transfer_call, send_dtmf, capture_caller_name)

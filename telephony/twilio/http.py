@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from agents.brain import CallContext
+from agents.business.flow import CallFlow
 from agents.business.registry import BusinessRegistry, no_voice_message
 from agents.business.settings import BusinessSettings
 from telephony.call import Call
@@ -369,6 +370,9 @@ class TwilioRoutes:
         )
         context.business = self.business_for(context.to_number, context.direction,
                                              context.from_number, params.get("Business", ""))
+        if context.business is not None:
+            caller = context.to_number if context.direction == "outbound" else context.from_number
+            context.flow = CallFlow(context.business, caller_number=caller)
         leg = MediaStreamLeg(ws, writer, start.stream_sid, stop)
         call = self.calls.open(context, leg)
         leg.on_played = call.played

@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import textwrap
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from agents.realtime.breaker import default_breaker
+from media.codecs import ulaw
+from ops.dev.fake_realtime import FakeRealtime, Script, Turn, serve_fake_realtime
 from ops.dev.sim import SimOptions, sim_call
 from tests.audio import speech_ulaw
 from tests.fakes.twilio_rest import FakeTwilioRest
@@ -143,3 +147,129 @@ async def test_without_businesses_calls_behave_as_before(tmp_path: Path) -> None
         await runner.cleanup()
 
 
+
+
+# --- triage and capture on live calls (the realtime brain against the fake service) ----
+
+REALTIME_CONFIG = CONFIG.replace(
+    f'owner = {{ phone = "{PLUMBER_OWNER}" }}',
+    f'owner = {{ phone = "{PLUMBER_OWNER}" }}\nanalysis = true\n'
+    + textwrap.dedent("""
+    [[businesses.questions]]
+    text = "May I have your name?"
+    field = "name"
+    essential_for_emergency = true
+
+    [[businesses.questions]]
+    text = "What is your budget for the job?"
+    field = "budget"
+
+    [[businesses.questions]]
+    text = "What is the address of the property?"
+    field = "address"
+    essential_for_emergency = true
+    """))
+
+
+@asynccontextmanager
+async def realtime_server(tmp_path: Path, script: Script, extra_env: dict[str, str] | None = None
+                          ) -> AsyncIterator[tuple[Server, FakeRealtime, FakeTwilioRest]]:
+    default_breaker.reset()
+    fake_runner = await serve_fake_realtime(0, script)
+    twilio = await FakeTwilioRest(ACCOUNT_SID, AUTH_TOKEN).start()
+    path = tmp_path / "leadline.toml"
+    path.write_text(REALTIME_CONFIG, encoding="utf-8")
+    server, runner = await start_server({
+        "LEADLINE_BRAIN_KIND": "openai", "LEADLINE_OPENAI_API_KEY": "sk-test",
+        "LEADLINE_OPENAI_BASE_URL": fake_runner.websocket_base_url,
+        "LEADLINE_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "LEADLINE_TWILIO_API_BASE_URL": twilio.base_url,
+        "LEADLINE_SMS_FROM_NUMBER": "+14155550123", **(extra_env or {}),
+    }, str(path))
+    try:
+        yield server, fake_runner.fake, twilio
+    finally:
+        await runner.cleanup()
+        await twilio.stop()
+        await fake_runner.cleanup()
+        default_breaker.reset()
+
+
+def _turns(*texts: str, gap_s: float = 4.0) -> bytes:
+    """Caller speech with a pause after each turn long enough for the agent's reply."""
+    pause = ulaw.SILENT_FRAME * int(gap_s * 50)
+    return b"".join(speech_ulaw(t) + pause for t in texts)
+
+
+async def _audit(server: Server, call_sid: str, kind: str) -> list[dict[str, object]]:
+    db = server.runtime.persistence.db
+    rows = await db.list_audit(call_sid=call_sid, kind=kind)
+    return [r.detail for r in reversed(rows)]
+
+
+def _instructions(fake: FakeRealtime) -> list[str]:
+    return [str((e.get("response") or {}).get("instructions", ""))
+            for e in fake.received_of("response.create")]
+
+
+async def test_burst_pipe_call_is_urgent_without_the_safety_line(tmp_path: Path) -> None:
+    burst = "A pipe burst in my basement and there is water everywhere."
+    script = Script(greeting="Joe's Plumbing, what is going on?", turns=(
+        Turn(transcript=burst, reply="I am sorry. May I have your name?"),))
+    async with realtime_server(tmp_path, script) as (server, fake, _):
+        result = await sim_call(SimOptions(
+            url=server.url, auth_token=AUTH_TOKEN, from_number=CALLER,
+            to_number=PLUMBER_NUMBER, hangup_after_s=14, audio=_turns(burst)))
+        await calls_closed(server)
+        triage = await eventually(lambda: _audit(server, result.call_sid, "triage"),
+                                  "the triage was recorded")
+        final = await eventually(lambda: _audit(server, result.call_sid, "call_priority"),
+                                 "the call's priority was recorded")
+    assert triage[0]["priority"] == "URGENT" and triage[0]["life_safety"] is False
+    assert final[0]["priority"] == "URGENT" and final[0]["category"] == "water_leak"
+    assert not any("word for word" in text for text in _instructions(fake))
+    # The session spoke for the business and offered the priority tool (PRO analysis).
+    (update,) = fake.received_of("session.update")
+    assert "Joe's Plumbing" in update["session"]["instructions"]
+    assert "set_priority" in {t["name"] for t in update["session"]["tools"]}
+
+
+async def test_gas_call_gets_the_911_line_before_anything_is_collected(tmp_path: Path) -> None:
+    gas = "I smell gas in my kitchen, it is really strong."
+    script = Script(greeting="Joe's Plumbing, what is going on?", turns=(
+        Turn(transcript=gas, reply="Please leave the building now and call 911."),))
+    async with realtime_server(tmp_path, script) as (server, fake, _):
+        result = await sim_call(SimOptions(
+            url=server.url, auth_token=AUTH_TOKEN, from_number=CALLER,
+            to_number=PLUMBER_NUMBER, hangup_after_s=14, audio=_turns(gas)))
+        await calls_closed(server)
+        triage = await eventually(lambda: _audit(server, result.call_sid, "triage"),
+                                  "the triage was recorded")
+    assert triage[0]["life_safety"] is True and "911" in str(triage[0]["safety_line"])
+    # The response after the caller's gas turn carried the safety line as its instruction.
+    kinds = [e["type"] for e in fake.received if e["type"] in (
+        "input_audio_buffer.commit", "response.create")]
+    assert kinds[:2] == ["response.create", "input_audio_buffer.commit"]
+    injected = [i for i in _instructions(fake) if "word for word" in i]
+    assert len(injected) == 1 and "leave the building" in injected[0]
+    assert "before asking for any details" in injected[0]
+
+
+async def test_capture_answers_are_stored_in_order(tmp_path: Path) -> None:
+    turns = ("I need a quote for a new water heater.", "Ana Lopez.", "About two thousand dollars.")
+    script = Script(greeting="Joe's Plumbing, what is going on?", turns=(
+        Turn(transcript=turns[0], reply="Happy to help. May I have your name?"),
+        Turn(transcript=turns[1], reply="Thanks Ana. What is your budget for the job?"),
+        Turn(transcript=turns[2], reply="Great, thank you."),
+    ))
+    async with realtime_server(tmp_path, script) as (server, _, _):
+        result = await sim_call(SimOptions(
+            url=server.url, auth_token=AUTH_TOKEN, from_number=CALLER,
+            to_number=PLUMBER_NUMBER, hangup_after_s=30, audio=_turns(*turns)))
+        await calls_closed(server)
+        captured = await eventually(
+            lambda: _audit(server, result.call_sid, "capture"), "answers stored")
+        await eventually(lambda: _audit(server, result.call_sid, "call_priority"), "ended")
+        captured = await _audit(server, result.call_sid, "capture")
+    assert [(c["field"], c["answer"]) for c in captured] == [
+        ("name", "Ana Lopez."), ("budget", "About two thousand dollars.")]
