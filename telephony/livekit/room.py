@@ -70,8 +70,7 @@ class LiveKitRoom:
         room.on("sip_dtmf_received", self._dtmf)
         room.on("disconnected", self._disconnected)
         await room.connect(self.url, self._token, rtc.RoomOptions(auto_subscribe=True))
-        self._source = rtc.AudioSource(self.sample_rate, 1, queue_size_ms=self.queue_ms)
-        track = rtc.LocalAudioTrack.create_audio_track("agent", self._source)
+        track = rtc.LocalAudioTrack.create_audio_track("agent", self.open_source())
         await room.local_participant.publish_track(
             track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
         callee = room.remote_participants.get(self.callee_identity)
@@ -82,6 +81,15 @@ class LiveKitRoom:
             for publication in callee.track_publications.values():
                 if publication.track is not None:
                     self._track_subscribed(publication.track, publication, callee)
+
+    def open_source(self) -> Any:
+        """The agent's `rtc.AudioSource`. It plays its queue out in real time whether or
+        not it is published yet, so the audio path can run before (or without) a room."""
+        from livekit import rtc
+
+        if self._source is None:
+            self._source = rtc.AudioSource(self.sample_rate, 1, queue_size_ms=self.queue_ms)
+        return self._source
 
     def _track_subscribed(self, track: Any, publication: Any, participant: Any) -> None:
         from livekit import rtc
