@@ -245,7 +245,10 @@ class EmailSender:
                 unsubscribe=link, at=now)
         except ValueError as exc:  # a malformed stored address: permanent, visible
             await self.db.email_failed(item.id, f"cannot build message: {exc}")
+            await self.db.record_bounce(item.to_addr, phone=item.phone, code=None,
+                                        reason=f"invalid address: {exc}")
             self.stats.failed += 1
+            self.stats.bounced += 1
             return "failed"
         try:
             await self.transport.send(message, sender=parseaddr(cfg.from_address)[1],

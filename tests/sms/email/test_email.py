@@ -152,3 +152,20 @@ async def test_opted_out_lead_gets_no_mail(db: Database, clock: Clock,
     await sender.transport.aclose()
     assert smtp.recorder.received == [] and sender.stats.cancelled == 1
     assert (await db.list_messages(LEAD))[0].status == "cancelled"
+
+
+async def test_an_address_with_a_header_injection_is_failed_not_sent(
+        db: Database, clock: Clock, smtp: SmtpServer) -> None:
+    db.clock = clock  # type: ignore[attr-defined]
+    await _lead(db)
+    cfg = smtp.settings()
+    sender = EmailSender(db, SmtpTransport(lambda: cfg), settings=lambda: cfg,  # type: ignore[arg-type]
+                         business_name=lambda: "Acme", secret=SECRET, clock=clock)
+    bad = "ann@example.com\r\nBcc: everyone@example.com"
+    await db.queue_email(phone=LEAD, to_addr=bad, from_addr=cfg.from_address,  # type: ignore[attr-defined]
+                         subject="s", body="b", purpose="conversation",
+                         idempotency_key="conversation:email:1")
+    await sender.drain_once()
+    await sender.transport.aclose()
+    assert smtp.recorder.received == [] and sender.stats.failed == 1
+    assert (await db.list_messages(LEAD))[0].status == "failed"
