@@ -105,6 +105,17 @@ class Runtime:
                                    if self.config.recording.enabled else None),
         )
         self.clock.register(self.calls.tick_recorders)
+        # Jobs with via = "livekit" are dialed through LiveKit SIP when [livekit] is set
+        # (the Twirp client itself is made at the first dial, inside the loop).
+        self.livekit: Any = None
+        if config.livekit.configured:
+            from telephony.livekit.dialing import LiveKitPlacer
+            from telephony.livekit.session import LiveKitCalls
+
+            self.livekit = LiveKitPlacer(LiveKitCalls(lambda: self.config.livekit, self.calls),
+                                         lambda: self.persistence.db,
+                                         self.dialer.waiters.notify)
+            self.dialer.dialer.livekit = self.livekit
         # The SMS side: webhooks, conversation, outbox sender, over the same database.
         self.messaging = Messaging(lambda: self.config, lambda: self.persistence.db)
         # Drip campaigns and the email channel (scheduler, email outbox, unsubscribe).
@@ -160,6 +171,8 @@ class Runtime:
         await self.campaigns.stop()
         await self.messaging.stop()
         await self.dialer.stop()
+        if self.livekit is not None:  # hangs up its calls and deletes their rooms
+            await self.livekit.aclose()
         for call in list(self.calls.active.values()):
             call.leg.hang_up("server shutting down")
             await self.calls.close(call, "server shutting down")

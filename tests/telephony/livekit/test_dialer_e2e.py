@@ -2,7 +2,7 @@
 real Redis, the dialer's gate and idempotency key in SQL, CreateSIPParticipant through
 the real client against the Twirp fake, the fake room playing the callee in real time,
 the app's media engine, clock and scripted brain, and the outcome as the job's
-returnvalue. The app is given the LiveKit placer the way `ops/app.py` builds it."""
+returnvalue. The app builds its LiveKit placer from `[livekit]`, as in production."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ import pytest
 from media.codecs import ulaw
 from media.resample import resample
 from telephony.livekit.dialing import LiveKitPlacer
-from telephony.livekit.session import LiveKitCalls
-from telephony.livekit.settings import LiveKitSettings
 from tests.audio import speech_ulaw
 from tests.fakes.livekit_twirp import Callee, FakeLiveKit
 from tests.telephony.dialer.rig import HUMAN, Rig, contact, make_rig
@@ -67,19 +65,20 @@ async def lk(tmp_path: Path) -> AsyncIterator[LkRig]:
         tasks.add(task)
 
     twirp.on_answer = answered  # type: ignore[assignment]
-    settings = LiveKitSettings(url=twirp.url, api_key=twirp.api_key,
-                               api_secret=twirp.api_secret, sip_trunk_id="ST_fake0trunk",
-                               ringing_timeout_s=5, max_call_duration_s=60)
-    async with make_rig(tmp_path) as rig:
+    env = {"LEADLINE_LIVEKIT_URL": twirp.url, "LEADLINE_LIVEKIT_API_KEY": twirp.api_key,
+           "LEADLINE_LIVEKIT_API_SECRET": twirp.api_secret,
+           "LEADLINE_LIVEKIT_SIP_TRUNK_ID": "ST_fake0trunk",
+           "LEADLINE_LIVEKIT_RINGING_TIMEOUT_S": "5"}
+    async with make_rig(tmp_path, env) as rig:
         runtime = rig.server.runtime
-        calls = LiveKitCalls(lambda: settings, runtime.calls, room_factory=make_room)  # type: ignore[arg-type]
-        placer = LiveKitPlacer(calls, lambda: runtime.persistence.db,
-                               runtime.dialer.waiters.notify)
-        runtime.dialer.dialer.livekit = placer
+        # The app built the placer from [livekit]; only the room is the fake one (the
+        # SDK seam), everything else is what `leadline serve` runs.
+        placer = runtime.livekit
+        assert isinstance(placer, LiveKitPlacer) and runtime.dialer.dialer.livekit is placer
+        placer.calls._room_factory = make_room
         try:
             yield LkRig(rig, twirp, rooms, placer)
         finally:
-            await placer.aclose()
             for task in tasks:
                 task.cancel()
             await twirp.stop()
