@@ -210,6 +210,20 @@ class Messaging:
         failed.add_metric(["store"], hs.store_errors)
         failed.add_metric(["internal"], hs.errors)
         yield failed
+        http = CounterMetricFamily("leadline_sms_webhooks", "SMS webhooks received, by kind",
+                                   labels=["kind"])
+        http.add_metric(["inbound"], hs.webhooks)
+        http.add_metric(["status"], hs.status_callbacks)
+        yield http
+        yield CounterMetricFamily("leadline_sms_status_updates",
+                                  "Status callbacks applied to a message we sent",
+                                  value=cs.status_updates)
+        yield CounterMetricFamily("leadline_sms_early_status",
+                                  "Status callbacks that arrived before our commit of their "
+                                  "SID (found on a retry)", value=cs.early_status)
+        yield CounterMetricFamily("leadline_sms_inline_processing",
+                                  "Inbound SMS processed inline, past the background bound",
+                                  value=cs.inline)
         yield CounterMetricFamily("leadline_sms_unknown_status_sids",
                                   "Status callbacks for a message we never sent",
                                   value=cs.unknown_status_sids)
@@ -244,6 +258,14 @@ class Messaging:
             for outcome in ("sent", "failed", "retried", "cancelled", "deferred"):
                 out.add_metric([outcome], getattr(st, outcome))
             yield out
+            yield CounterMetricFamily("leadline_sms_outbox_claimed",
+                                      "Outbox rows claimed by this sender", value=st.claimed)
+            yield CounterMetricFamily("leadline_sms_recipient_opted_out",
+                                      "Sends refused by Twilio as unsubscribed (21610): "
+                                      "recorded as opt-outs", value=st.opted_out)
+            yield CounterMetricFamily("leadline_sms_throttled_wait_seconds",
+                                      "Time sends waited for their sender's rate limit",
+                                      value=sender.throttle.waited_s)
             yield CounterMetricFamily("leadline_sms_throttled_waits",
                                       "Sends that waited for their sender's rate limit",
                                       value=sender.throttle.waits)

@@ -20,6 +20,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import REGISTRY, Collector
 
+from agents.compliance import gate as compliance_gate
+from agents.nlu import entities, triage
 from agents.realtime.breaker import CircuitBreaker, default_breaker
 from agents.realtime.stats import STATS, RealtimeStats
 from agents.tools.framework import TOOL_STATS, ToolStats
@@ -176,12 +178,28 @@ def tool_families(stats: ToolStats = TOOL_STATS) -> Iterable[object]:
     yield fam
 
 
+def decision_families() -> Iterator[CounterMetricFamily]:
+    """The compliance gate's decisions and the NLU cores' counts (process-wide: the voice
+    calls, the SMS side and the dialer all ask the same gate and classifiers)."""
+    yield _counter("leadline_compliance_decisions_total",
+                   "Compliance gate decisions (audited), by reason ('allowed' or why not).",
+                   dict(compliance_gate.DECISIONS), ["reason"])
+    yield _counter("leadline_nlu_triage_total", "Triage results, by priority.",
+                   dict(triage.STATS.by_priority), ["priority"])
+    yield _counter("leadline_nlu_triage_errors_total", "Triage input refused, by reason.",
+                   dict(triage.STATS.errors), ["reason"])
+    yield _counter("leadline_nlu_entity_errors_total",
+                   "Entity extraction input refused or unparsable, by reason.",
+                   dict(entities.STATS), ["reason"])
+
+
 class AgentCollector(Collector):
-    """The agents' process-wide figures (Realtime brain, breaker, tools)."""
+    """The agents' process-wide figures (Realtime brain, breaker, tools, compliance, NLU)."""
 
     def collect(self) -> Iterator[object]:
         yield from realtime_families()
         yield from tool_families()
+        yield from decision_families()
 
 
 # Registered once per process, on the default registry: tests and tools that read

@@ -257,3 +257,49 @@ async def test_cli_send_goes_through_the_sender(rig: Rig) -> None:
     assert rig.bodies()[-1] == "Here are the details."
     code, out = await rig.cli("--to", "555", "--body", "x")
     assert code == 2 and out["reason"] == "invalid_number"
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+async def test_the_cores_counters_are_on_metrics(rig: Rig) -> None:
+    """Counters the cores keep in plain fields (the compliance gate's decisions, triage,
+    entities, the SMS conversation, sender and webhooks) are all in a live scrape."""
+    from agents.compliance.gate import DECISIONS
+    from agents.nlu import entities, triage
+
+    decided_before = sum(DECISIONS.values())
+    await rig.text("What does it cost?")
+    await rig.settle()
+    await rig.until(lambda: len(rig.twilio.callbacks_posted) == 2)
+    triage.triage(None)  # type: ignore[arg-type]  # refused input, counted
+    triage.triage("the basement is flooding", industry="plumbing")
+    entities.extract_entities(42)  # type: ignore[arg-type]
+    async with rig.http.get(rig.url + "/metrics") as resp:
+        found = _samples(await resp.text())
+
+    def value(name: str, **labels: str) -> float:
+        return found[(name, tuple(sorted(labels.items())))]
+
+    assert sum(DECISIONS.values()) >= decided_before + 1  # the reply asked the gate
+    for reason, n in DECISIONS.items():
+        assert value("leadline_compliance_decisions_total", reason=reason) == n
+    for priority, n in triage.STATS.by_priority.items():
+        assert value("leadline_nlu_triage_total", priority=priority) == n
+    assert value("leadline_nlu_triage_errors_total", reason="not_text") == \
+        triage.STATS.errors["not_text"] >= 1
+    assert value("leadline_nlu_entity_errors_total", reason="not_text") == \
+        entities.STATS["not_text"] >= 1
+    assert value("leadline_sms_webhooks_total", kind="inbound") == 1
+    assert value("leadline_sms_webhooks_total", kind="status") == 2
+    assert value("leadline_sms_status_updates_total") == 2
+    assert value("leadline_sms_outbox_claimed_total") == 1
+    assert value("leadline_sms_inline_processing_total") == 0
+    assert value("leadline_sms_early_status_total") >= 0
+    assert value("leadline_sms_recipient_opted_out_total") == 0
+    assert value("leadline_sms_throttled_wait_seconds_total") >= 0
+    assert value("leadline_sms_inbound_recovered_total", outcome="processed") == 0
