@@ -254,6 +254,7 @@ def build_app(config: Config, config_path: str | None = None) -> web.Application
     runtime.messaging.add_to(app)
     runtime.campaigns.add_to(app)
     runtime.dialer.routes.add_to(app)
+    runtime.businesses.add_to(app)
     from ops.api.server import mount as mount_api
 
     mount_api(app, runtime)

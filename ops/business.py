@@ -13,10 +13,17 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
+from agents.business.alert import OwnerAlerts
 from agents.business.flow import CallFlow, TurnOutcome
 from agents.business.registry import BusinessRegistry, owner_missed_call_text
 from agents.business.settings import BusinessSettings
+from store.phones import normalize_phone
 from telephony.calls import CallObserver
+from telephony.twilio.http import public_base_url
+from telephony.twilio.rest import TwilioRest
+from telephony.twilio.twiml import say_hangup_twiml
 
 if TYPE_CHECKING:
     from agents.brain import Role
@@ -28,6 +35,61 @@ if TYPE_CHECKING:
 log = logging.getLogger("leadline.business")
 # Owner notices in flight at once; more are dropped (logged, counted), never queued forever.
 MAX_PENDING_NOTICES = 256
+ACK_PATH = "/twilio/alert-ack"
+ALERT_STATUS_PATH = "/twilio/alert-status"
+STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+
+class _AlertRest(TwilioRest):
+    async def create(self, **kwargs: Any) -> str:
+        call = await asyncio.wait_for(self._sdk().calls.create_async(**kwargs), self.timeout_s)
+        return str(call.sid or "")
+
+
+class TwilioAlertNotifier:
+    """The owner alert's I/O: Twilio REST for the calls (the client made on the first
+    alert: most deployments never place one), the SMS side, the audit trail."""
+
+    def __init__(self, config: Callable[[], Config], businesses: Businesses) -> None:
+        self._config = config
+        self._businesses = businesses
+        self._rest: _AlertRest | None = None
+
+    def _client(self) -> _AlertRest:
+        if self._rest is None:
+            tw = self._config().twilio
+            self._rest = _AlertRest(tw.account_sid, tw.auth_token,
+                                    base_url=tw.api_base_url or None)
+        return self._rest
+
+    async def place_call(self, to: str, from_: str, twiml: str, alert_id: str,
+                         ring_timeout_s: int) -> str:
+        base = public_base_url(self._config().twilio)
+        status_url = f"{base}{ALERT_STATUS_PATH}?alert={alert_id}"
+        return await self._client().create(
+            to=to, from_=from_, twiml=twiml, status_callback=status_url,
+            status_callback_event=STATUS_EVENTS, status_callback_method="POST",
+            machine_detection="DetectMessageEnd", async_amd="true",
+            async_amd_status_callback=status_url, async_amd_status_callback_method="POST",
+            timeout=ring_timeout_s)
+
+    async def hang_up(self, alert_call_sid: str) -> None:
+        await self._client().hangup(alert_call_sid)
+
+    async def aclose(self) -> None:
+        if self._rest is not None:
+            await self._rest.aclose()
+
+    async def send_text(self, to: str, body: str, origin: str) -> None:
+        conversation = self._businesses._conversation()
+        if conversation is None:
+            raise RuntimeError("the SMS side is not running")
+        await conversation.send(to, body, "notification", origin)
+
+    async def record(self, call_sid: str, kind: str, detail: dict[str, object]) -> None:
+        db = self._businesses._db()
+        if db is not None:
+            await self._businesses._write_audit(db, kind, call_sid, dict(detail))
 
 
 class Businesses(CallObserver):
@@ -44,6 +106,57 @@ class Businesses(CallObserver):
         self.turns_triaged = 0
         self.safety_lines = 0
         self.audit_failures = 0
+        self.forged_acks = 0
+        self._notifier = TwilioAlertNotifier(config, self)
+        self.alerts = OwnerAlerts(lambda: self._config().owner_alerts, self._notifier,
+                                  ack_url=self._ack_url, from_number=self._alert_from)
+
+    # -- owner alerts ------------------------------------------------------------
+
+    def _ack_url(self, alert_id: str) -> str | None:
+        base = public_base_url(self._config().twilio)
+        return f"{base}{ACK_PATH}?alert={alert_id}" if base else None
+
+    def _alert_from(self, business: BusinessSettings) -> str:
+        if business.numbers:
+            return normalize_phone(business.numbers[0])
+        return normalize_phone(self._config().sms.from_number)
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_post(ACK_PATH, self._ack)
+        app.router.add_post(ALERT_STATUS_PATH, self._alert_status)
+
+    async def _form(self, request: web.Request) -> dict[str, str] | None:
+        from ops.messaging import signature_check
+
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        if not signature_check(self._config)(request, form):
+            self.forged_acks += 1
+            log.warning("rejected an alert webhook with a bad Twilio signature",
+                        extra={"path": request.path, "remote": request.remote or ""})
+            return None
+        return form
+
+    async def _ack(self, request: web.Request) -> web.Response:
+        form = await self._form(request)
+        if form is None:
+            return web.Response(status=403, text="invalid signature")
+        alert_id = request.query.get("alert", "")
+        acked = self.alerts.acknowledge(alert_id, form.get("Digits", ""))
+        log.info("owner alert keypress", extra={"call_sid": alert_id, "acked": acked})
+        text = ("Thank you. The alert is acknowledged. Goodbye." if acked
+                else "Sorry, that was not 1. We will call again. Goodbye.")
+        return web.Response(text=say_hangup_twiml(text), content_type="application/xml")
+
+    async def _alert_status(self, request: web.Request) -> web.Response:
+        form = await self._form(request)
+        if form is None:
+            return web.Response(status=403, text="invalid signature")
+        known = self.alerts.status(request.query.get("alert", ""), form.get("CallSid", ""),
+                                   form.get("CallStatus", ""), form.get("AnsweredBy", ""))
+        if not known:
+            log.info("status of an unknown alert call", extra={"call_sid": form.get("CallSid")})
+        return web.Response(status=204)
         self._for: object = None
         self._registry: BusinessRegistry | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -85,6 +198,12 @@ class Businesses(CallObserver):
             self.safety_lines += 1
             call.brain.safety_first(outcome.safety_line)
         self._record(call.call_sid, flow, outcome)
+
+    def call_started(self, call: Call) -> None:
+        flow = call.context.flow
+        if flow is not None:
+            sid = call.call_sid
+            flow.on_urgent.append(lambda f: self.alerts.start(sid, f))
 
     def call_ended(self, call: Call) -> None:
         flow = call.context.flow
@@ -144,6 +263,9 @@ class Businesses(CallObserver):
                                          "reason": queued.reason})
 
     async def stop(self) -> None:
-        """Let notices in flight finish (they are short: a store write and a wake-up)."""
+        """Let notices in flight finish (they are short: a store write and a wake-up);
+        alerts still retrying are cancelled with the process."""
+        await self.alerts.aclose()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._notifier.aclose()

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from agents.business.settings import BusinessSettings, validate_businesses
+from agents.business.settings import AlertSettings, BusinessSettings, validate_businesses
 from agents.chat.settings import SmsSettings
 from agents.compliance.settings import ComplianceSettings
 from agents.nlu.settings import NluSettings
@@ -93,6 +93,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     # `[[businesses]]`: one table per business; the called number picks one per call.
     businesses: list[BusinessSettings] = msgspec.field(default_factory=list)
+    owner_alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
 
     def __post_init__(self) -> None:
         validate_businesses(self.businesses)

@@ -166,3 +166,32 @@ def validate_businesses(businesses: list[BusinessSettings]) -> None:
             numbers[number] = business.name
     if defaults > 1:
         raise ValueError("businesses: more than one business has default = true")
+
+
+class AlertSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """`[owner_alerts]`: how an URGENT call phones the owner (PRO, emergency_policy =
+    "alert_owner"), and when it gives up and texts instead."""
+
+    # Alert calls per urgent call before the text goes out.
+    max_calls: int = 3
+    # Pause before call 2, 3, …; the last value repeats.
+    backoff_s: list[float] = msgspec.field(default_factory=lambda: [20.0, 60.0])
+    ring_timeout_s: int = 25
+    # Longest wait for one call's outcome (no status at all counts as no answer).
+    outcome_wait_s: float = 90.0
+    # After an answered call ends, how long an acknowledgement may still arrive.
+    ack_grace_s: float = 3.0
+    # How many times the message is said in one call.
+    repeat: int = 2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_calls <= 10:
+            raise ValueError("max_calls must be between 1 and 10")
+        if not self.backoff_s or any(b < 0 or b > 3600 for b in self.backoff_s):
+            raise ValueError("backoff_s must be a non-empty list of 0..3600 seconds")
+        if not 5 <= self.ring_timeout_s <= 120:
+            raise ValueError("ring_timeout_s must be between 5 and 120")
+        if not 1 <= self.repeat <= 5:
+            raise ValueError("repeat must be between 1 and 5")
+        if self.outcome_wait_s <= 0 or self.ack_grace_s < 0:
+            raise ValueError("outcome_wait_s must be positive and ack_grace_s not negative")
