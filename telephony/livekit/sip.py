@@ -80,13 +80,12 @@ def new_room_name(prefix: str) -> str:
 
 def classify(exc: BaseException) -> SipDialError:
     """What an exception from `create_sip_participant` means for the dial."""
-    from livekit.api.twirp_client import ServerError, SipCallError
+    from livekit.api.twirp_client import ServerError
 
     if isinstance(exc, ServerError):
-        sip_code = exc.sip_status_code if isinstance(exc, SipCallError) else None
-        if sip_code is None:
-            raw = (exc.metadata or {}).get("sip_status_code")
-            sip_code = int(raw) if raw is not None and str(raw).isdigit() else None
+        # Read from the meta ourselves, strictly (the SDK's int() would take "٣" or "+5").
+        raw = str((exc.metadata or {}).get("sip_status_code", ""))
+        sip_code = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 3 else None
         message = f"livekit {exc.status} {exc.code}: {exc.message}"[:500]
         if sip_code is not None:
             return SipDialError(message, outcome=sip_outcome(sip_code), permanent=True,

@@ -8,9 +8,17 @@ from collections.abc import AsyncIterator
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telephony.livekit.settings import LiveKitSettings
-from telephony.livekit.sip import LiveKitSip, SipDialError, new_room_name, sip_outcome
+from telephony.livekit.sip import (
+    LiveKitSip,
+    SipDialError,
+    classify,
+    new_room_name,
+    sip_outcome,
+)
 from tests.fakes.livekit_twirp import Callee, FakeLiveKit
 
 
@@ -143,3 +151,24 @@ def test_settings_refuse_nonsense() -> None:
         with pytest.raises(ValueError):
             LiveKitSettings(**bad)  # type: ignore[arg-type]
     assert not LiveKitSettings().configured
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(100, 599), st.text(max_size=20),
+       st.dictionaries(st.sampled_from(["sip_status_code", "sip_status", "error_details", "x"]),
+                       st.one_of(st.text(max_size=8), st.sampled_from(
+                           ["486", "٣", "+5", " 480", "4800", "0"])), max_size=4))
+def test_any_server_error_becomes_a_dial_error(status: int, code: str,
+                                               meta: dict[str, str]) -> None:
+    from livekit.api.twirp_client import ServerError, SipCallError
+
+    for exc in (ServerError(code, "m", status=status, metadata=meta),
+                SipCallError(code, "m", status=status, metadata=meta)):
+        err = classify(exc)
+        raw = meta.get("sip_status_code", "")
+        if raw.isascii() and raw.isdigit() and len(raw) <= 3:
+            assert err.sip_status_code == int(raw) and err.outcome in (
+                "busy", "no_answer", "failed") and err.permanent
+        else:
+            assert err.outcome is None and err.permanent is (status < 500
+                                                             and status not in (408, 429))
