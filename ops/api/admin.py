@@ -94,6 +94,35 @@ class Created(msgspec.Struct, frozen=True):
 TokenList = schemas.TokenList
 
 
+# businesses --------------------------------------------------------------------------
+
+
+def _business_list() -> Any:
+    from agents.business.settings import BusinessSettings
+
+    return schemas.listing("BusinessList", BusinessSettings)
+
+
+BusinessList = _business_list()
+
+
+async def list_businesses(ctx: ApiContext, r: ApiRequest) -> Any:
+    """The `[[businesses]]` of the running config (they live in the config file, which
+    is where they are edited), paged by position."""
+    q: BusinessQuery = r.query
+    start = _int_cursor("businesses", q.cursor) or 0
+    every = ctx.runtime.config.businesses
+    items = every[start:start + q.limit]
+    more = start + q.limit < len(every)
+    return {"items": items,
+            "next_cursor": pagination.encode("businesses", start + q.limit) if more else None}
+
+
+class BusinessQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    limit: schemas.Limit = 100
+    cursor: schemas.Cursor | None = None
+
+
 # DNC ---------------------------------------------------------------------------------
 
 
@@ -373,6 +402,8 @@ async def revoke_token(ctx: ApiContext, r: ApiRequest) -> Any:
 
 
 ROUTES: list[Route] = [
+    Route("GET", "/businesses", list_businesses, "Businesses of the running config",
+          "businesses", query=BusinessQuery, response=BusinessList),
     Route("GET", "/dnc", list_dnc, "The do-not-contact list, by phone", "dnc",
           query=DncQuery, response=schemas.DncList),
     Route("POST", "/dnc", add_dnc, "Block phones on every channel", "dnc", role="admin",

@@ -147,6 +147,9 @@ def _wrap(ctx: ApiContext, route: Route) -> Callable[[web.Request], Awaitable[we
         status = 500
         try:
             token = await authenticate(ctx, request, route.role)
+            cfg = ctx.settings()
+            if (cfg.rate_per_s, cfg.burst) != (ctx.limiter.rate, ctx.limiter.burst):
+                ctx.limiter.configure(cfg.rate_per_s, cfg.burst)  # a hot reload changed them
             wait = ctx.limiter.take(token.id)
             if wait:
                 raise ApiError(429, "rate_limited",

@@ -168,3 +168,25 @@ async def test_config_is_read_by_viewers_and_written_back_by_admins(api, tmp_pat
     # Without a config file there is nothing to write back to.
     status, body, _ = await api.call("PATCH", "/v1/config", json={"vad": {"stop_ms": 600}})
     assert status == 409 and body["error"]["code"] == "no_config_file"
+
+
+async def test_businesses_of_the_config_are_listed(tmp_path):
+    path = tmp_path / "leadline.toml"
+    path.write_text('[[businesses]]\nname = "Acme Plumbing"\nnumbers = ["+14155550150"]\n'
+                    '[[businesses]]\nname = "Bolt Electric"\n', encoding="utf-8")
+    srv, runner = await start_server({}, config_path=str(path))
+    try:
+        _, viewer = await srv.runtime.persistence.db.create_api_token("viewer")
+        async with aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {viewer}"}) as s:
+            async with s.get(srv.url + "/v1/businesses?limit=1") as r:
+                first = await r.json()
+            async with s.get(srv.url + f"/v1/businesses?cursor={first['next_cursor']}") as r:
+                rest = await r.json()
+            async with s.get(srv.url + "/v1/businesses?limit=0") as r:
+                assert r.status == 400
+        assert [b["name"] for b in first["items"]] == ["Acme Plumbing"]
+        assert [b["name"] for b in rest["items"]] == ["Bolt Electric"]
+        assert rest["next_cursor"] is None
+    finally:
+        await runner.cleanup()

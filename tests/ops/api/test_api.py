@@ -240,3 +240,46 @@ async def test_any_json_body_gets_a_clear_answer_never_a_5xx(api):
         if status == 400:
             _error(answer)
     assert 400 in seen
+
+
+@pytest.mark.parametrize("api", ["sqlite"], indirect=True)
+async def test_expired_token_is_refused(api):
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    _, token = await api.db.create_api_token("admin", expires_at=past)
+    status, body, _ = await api.call("GET", "/v1/leads", token=token)
+    assert status == 401
+    _error(body, "unauthorized")
+
+
+async def test_send_one_text_through_compliance_and_the_outbox(tmp_path):
+    from tests.helpers import start_server
+
+    srv, runner = await start_server({"LEADLINE_SMS_FROM_NUMBER": "+14155550000"})
+    try:
+        import aiohttp
+
+        db = srv.runtime.persistence.db
+        _, admin = await db.create_api_token("admin")
+        await db.dnc_add(["+14155550199"], reason="asked")
+        async with aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {admin}"}) as s:
+            async def send(to: str, key: str) -> dict:
+                async with s.post(srv.url + "/v1/messages", headers={"Idempotency-Key": key},
+                                  json={"to": to, "body": "Spring tune-up slots are open."}
+                                  ) as r:
+                    assert r.status == 202, await r.text()
+                    return await r.json()
+
+            refused = await send("+14155550199", "k1")
+            assert refused["state"] == "refused" and "dnc" in refused["reason"].lower()
+            ok = await send("(415) 555-0198", "k2")
+            # Allowed now, or held by quiet hours at the lead's local time: never sent
+            # around the compliance engine either way.
+            assert ok["state"] in ("queued", "deferred"), ok
+            again = await send("+14155550198", "k2")
+            assert again["state"] == "duplicate" and again["message_id"] == ok["message_id"]
+        stored = await db.list_messages("+14155550198")
+        assert [m.id for m in stored] == [ok["message_id"]]
+        assert [m.status for m in await db.list_messages("+14155550199")] == ["cancelled"]
+    finally:
+        await runner.cleanup()

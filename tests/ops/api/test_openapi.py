@@ -116,5 +116,9 @@ def test_schemathesis_against_the_live_server(tmp_path):
         assert all(n >= 1 for n in ran.values())
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()  # our own child; the shutdown itself is not what is tested here
+            server.wait(timeout=10)
         log.close()
