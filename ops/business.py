@@ -107,6 +107,11 @@ class Businesses(CallObserver):
         self.safety_lines = 0
         self.audit_failures = 0
         self.forged_acks = 0
+        self._for: object = None
+        self._registry: BusinessRegistry | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.notices_sent = 0
+        self.notices_failed = 0
         self._notifier = TwilioAlertNotifier(config, self)
         self.alerts = OwnerAlerts(lambda: self._config().owner_alerts, self._notifier,
                                   ack_url=self._ack_url, from_number=self._alert_from)
@@ -157,11 +162,6 @@ class Businesses(CallObserver):
         if not known:
             log.info("status of an unknown alert call", extra={"call_sid": form.get("CallSid")})
         return web.Response(status=204)
-        self._for: object = None
-        self._registry: BusinessRegistry | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.notices_sent = 0
-        self.notices_failed = 0
 
     def registry(self) -> BusinessRegistry | None:
         """None without `[[businesses]]`: calls keep the behaviour of a single-tenant server."""
