@@ -133,6 +133,10 @@ class Runtime:
         self.registry.register(self.messaging.collector())
         self.registry.register(self.campaigns.collector())
         self.registry.register(DialerCollector(self.dialer))
+        if self.livekit is not None:
+            from ops.livekit_metrics import LiveKitCollector
+
+            self.registry.register(LiveKitCollector(self.livekit))
 
     # -- life cycle ----------------------------------------------------------------
 

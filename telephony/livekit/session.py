@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from agents.brain import CallContext
 from telephony.call import Call, Leg
-from telephony.livekit.leg import LiveKitLeg
+from telephony.livekit.leg import LegStats, LiveKitLeg
 from telephony.livekit.room import LiveKitRoom, RoomPort
 from telephony.livekit.settings import LiveKitSettings
 from telephony.livekit.sip import LiveKitSip, SipDialError, new_room_name
@@ -62,6 +62,14 @@ class LiveKitCallResult:
     transcript: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _add(total: LegStats, stats: LegStats) -> None:
+    for name in ("frames_in", "frames_out", "checkpoints", "cleared", "overflows",
+                 "capture_errors"):
+        setattr(total, name, getattr(total, name) + getattr(stats, name))
+    for reason, n in stats.bad_frames.items():
+        total.bad_frames[reason] = total.bad_frames.get(reason, 0) + n
+
+
 def _default_room(settings: LiveKitSettings) -> RoomFactory:
     def make(url: str, token: str, callee: str) -> RoomPort:
         return LiveKitRoom(url, token, callee, queue_ms=settings.source_queue_ms)
@@ -81,6 +89,8 @@ class LiveKitCalls:
         self._now = now
         self.active: dict[str, LiveKitLeg] = {}
         self.results: dict[str, int] = {}
+        # Counters of the legs that have ended; `leg_totals()` adds the live ones.
+        self._ended = LegStats()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -159,6 +169,7 @@ class LiveKitCalls:
             await self._calls.close(call, reason)
         finally:
             self.active.pop(call.call_sid, None)
+            _add(self._ended, leg.stats)
             await leg.close()
             with contextlib.suppress(Exception):
                 await self.sip.end_room(room)
@@ -170,6 +181,14 @@ class LiveKitCalls:
                 transcript=[(str(r), t) for r, t in call.transcript_tail])
             if not final.done():
                 final.set_result(result)
+
+    def leg_totals(self) -> LegStats:
+        """Every leg's counters, ended and live, for /metrics (read at scrape time)."""
+        total = LegStats()
+        _add(total, self._ended)
+        for leg in list(self.active.values()):
+            _add(total, leg.stats)
+        return total
 
     def _count(self, status: str) -> None:
         self.results[status] = self.results.get(status, 0) + 1

@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from media.codecs import ulaw
 from media.resample import resample
@@ -115,3 +117,40 @@ async def test_busy_is_an_outcome_and_livekit_down_fails_the_attempt(lk: LkRig) 
     done = await lk.rig.finished(job.id)
     assert "livekit 503" in (done.failedReason or ""), done.failedReason
     assert lk.placer.calls.results.get("completed", 0) == 0
+    samples = await _metrics(lk.rig.server.url)
+    assert samples[("leadline_livekit_dials_total", ())] == 2
+    assert samples[("leadline_livekit_dial_errors_total", (("kind", "busy"),))] == 1
+    assert samples[("leadline_livekit_dial_errors_total", (("kind", "transient"),))] == 1
+    assert samples[("leadline_livekit_calls_total", (("result", "busy"),))] == 1
+    assert samples[("leadline_livekit_active_calls", ())] == 0
+
+
+async def test_a_talked_call_and_bad_room_frames_show_on_metrics(lk: LkRig) -> None:
+    job = await lk.rig.add({**contact(HUMAN), "via": "livekit"})
+    runtime = lk.rig.server.runtime
+    await _until_active(lk)
+    room = lk.rooms[0]
+    assert room.events is not None
+    room.events.on_audio(bytes(320), 16000, 1, 160)  # a frame of the wrong rate
+    await lk.rig.finished(job.id)
+    samples = await _metrics(lk.rig.server.url)
+    assert samples[("leadline_livekit_calls_total", (("result", "completed"),))] == 1
+    assert samples[("leadline_livekit_bad_frames_total", (("reason", "wrong_rate"),))] == 1
+    assert samples[("leadline_livekit_frames_out_total", ())] > 50
+    assert samples[("leadline_livekit_frames_in_total", ())] > 50
+    assert not runtime.livekit.calls.active
+
+
+async def _until_active(lk: LkRig) -> None:
+    for _ in range(500):
+        if lk.placer.calls.active:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no LiveKit call came up")
+
+
+async def _metrics(url: str) -> dict[tuple[str, tuple], float]:
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
+        text = await resp.text()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
