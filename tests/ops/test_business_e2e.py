@@ -8,17 +8,25 @@ number picks the business.
 from __future__ import annotations
 
 import asyncio
+import socket
 import textwrap
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
+from twilio.request_validator import RequestValidator
 
 from agents.realtime.breaker import default_breaker
 from media.codecs import ulaw
+from ops import config as config_mod
+from ops.app import RUNTIME, build_app
 from ops.dev.fake_realtime import FakeRealtime, Script, Turn, serve_fake_realtime
+from ops.dev.fake_twilio import Callee, CalleeScript, FakeTwilio
 from ops.dev.sim import SimOptions, sim_call
 from tests.audio import speech_ulaw
 from tests.fakes.twilio_rest import FakeTwilioRest
@@ -273,3 +281,136 @@ async def test_capture_answers_are_stored_in_order(tmp_path: Path) -> None:
         captured = await _audit(server, result.call_sid, "capture")
     assert [(c["field"], c["answer"]) for c in captured] == [
         ("name", "Ana Lopez."), ("budget", "About two thousand dollars.")]
+
+
+# --- the owner alert (PRO): phoned through the Twilio fake, acknowledged, else texted ----
+
+ALERT_CONFIG = REALTIME_CONFIG.replace('analysis = true\n',
+                                       'analysis = true\nemergency_policy = "alert_owner"\n', 1)
+
+
+class TwilioWithMessages(FakeTwilio):
+    """The calls fake (which plays the owner's phone) answering Messages too, as one
+    Twilio account does."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.sms = FakeTwilioRest(ACCOUNT_SID, AUTH_TOKEN)
+
+    def app(self) -> web.Application:
+        app = super().app()
+        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json",
+                            self.sms.create_message)
+        return app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def alert_server(tmp_path: Path, script: Script, owner: Callee,
+                       extra_env: dict[str, str] | None = None
+                       ) -> AsyncIterator[tuple[str, Server, TwilioWithMessages]]:
+    default_breaker.reset()
+    fake_runner = await serve_fake_realtime(0, script)
+    twilio = await TwilioWithMessages(ACCOUNT_SID, AUTH_TOKEN, script=CalleeScript(
+        numbers={PLUMBER_OWNER: owner})).start()
+    path = tmp_path / "leadline.toml"
+    path.write_text(ALERT_CONFIG, encoding="utf-8")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "LEADLINE_TWILIO_AUTH_TOKEN": AUTH_TOKEN, "LEADLINE_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "LEADLINE_TWILIO_API_BASE_URL": twilio.base_url, "LEADLINE_TWILIO_PUBLIC_URL": url,
+        "LEADLINE_BRAIN_KIND": "openai", "LEADLINE_OPENAI_API_KEY": "sk-test",
+        "LEADLINE_OPENAI_BASE_URL": fake_runner.websocket_base_url,
+        "LEADLINE_STORE_DATABASE_URL": f"sqlite:///{tmp_path}/leadline.db",
+        "LEADLINE_STORE_JOURNAL_DIR": str(tmp_path / "journal"),
+        "LEADLINE_SCRIPTED_MESSAGES_DIRECTORY": str(tmp_path / "messages"),
+        "LEADLINE_SERVER_RELOAD_POLL_S": "0",
+        "LEADLINE_SMS_FROM_NUMBER": "+14155550123", "LEADLINE_SMS_OUTBOX_POLL_S": "0.2",
+        "LEADLINE_OWNER_ALERTS_ACK_GRACE_S": "5", **(extra_env or {}),
+    }
+    app = build_app(config_mod.load(path, environ=env), str(path))
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield url, Server(url, app[RUNTIME], app), twilio
+    finally:
+        await runner.cleanup()
+        await twilio.stop()
+        await fake_runner.cleanup()
+        default_breaker.reset()
+
+
+GAS = "I smell gas in my kitchen at 12 Main Street, it is really strong."
+GAS_SCRIPT = Script(greeting="Joe's Plumbing, what is going on?", turns=(
+    Turn(transcript=GAS, reply="Please leave the building now and call 911."),))
+
+
+async def _post_signed(url: str, form: dict[str, str], token: str = AUTH_TOKEN) -> int:
+    signature = RequestValidator(token).compute_signature(url, form)
+    async with aiohttp.ClientSession() as http, http.post(
+            url, data=form, headers={"X-Twilio-Signature": signature}) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def test_gas_call_alerts_the_owner_who_acknowledges(tmp_path: Path) -> None:
+    async with alert_server(tmp_path, GAS_SCRIPT, Callee(answer="human")) as (url, server,
+                                                                             twilio):
+        sim = asyncio.ensure_future(sim_call(SimOptions(
+            url=url, auth_token=AUTH_TOKEN, from_number=CALLER, to_number=PLUMBER_NUMBER,
+            hangup_after_s=14, audio=_turns(GAS))))
+        placed = await eventually(lambda: list(twilio.calls.values()), "the alert call",
+                                  limit_s=20, interval_s=0.02)
+        alert_call = placed[0]
+        # Placed while the customer call is still on: within seconds of the URGENT turn.
+        assert not sim.done()
+        assert alert_call.to == PLUMBER_OWNER and alert_call.from_ == PLUMBER_NUMBER
+        root = ET.fromstring(alert_call.form["Twiml"])
+        gather = root.find("Gather")
+        assert gather is not None and gather.get("numDigits") == "1"
+        ack_url = gather.get("action") or ""
+        said = " ".join(s.text or "" for s in gather.findall("Say"))
+        assert said.count("Urgent call for Joe's Plumbing") == 2
+        assert "gas" in said and "12 Main Street" in said and "4 1 5 5 5 5 2 6 7 1" in said
+        # A forged acknowledgement is refused; the signed one is taken.
+        form = {"CallSid": alert_call.sid, "AccountSid": ACCOUNT_SID, "Digits": "1"}
+        assert await _post_signed(ack_url, form, token="forged-token") == 403
+        assert await _post_signed(ack_url, form) == 200
+        result = await sim
+        assert ack_url == f"{url}/twilio/alert-ack?alert={result.call_sid}"
+        await calls_closed(server)
+        acks = await eventually(lambda: _audit(server, result.call_sid, "owner_alert_ack"),
+                                "the ack recorded")
+        attempts = await _audit(server, result.call_sid, "owner_alert")
+        await asyncio.sleep(0.5)
+        assert len(twilio.calls) == 1  # never twice for one call
+    assert [a["outcome"] for a in attempts] == ["acknowledged"]
+    assert acks[0]["alert_call_sid"] == alert_call.sid
+    assert twilio.sms.messages == []
+    assert server.runtime.businesses.forged_acks == 1
+    # The alert's own status callbacks were signed and accepted.
+    assert alert_call.callbacks and all(code == 204 for _, _, code in alert_call.callbacks)
+
+
+async def test_busy_owner_is_called_again_then_texted(tmp_path: Path) -> None:
+    env = {"LEADLINE_OWNER_ALERTS_MAX_CALLS": "2", "LEADLINE_OWNER_ALERTS_BACKOFF_S": "[0.3]"}
+    async with alert_server(tmp_path, GAS_SCRIPT, Callee(answer="busy"), env) as (
+            url, server, twilio):
+        result = await sim_call(SimOptions(
+            url=url, auth_token=AUTH_TOKEN, from_number=CALLER, to_number=PLUMBER_NUMBER,
+            hangup_after_s=12, audio=_turns(GAS)))
+        text = await eventually(
+            lambda: [m for m in twilio.sms.messages if m.to == PLUMBER_OWNER],
+            "the owner's text", limit_s=20)
+        await eventually(lambda: _audit(server, result.call_sid, "owner_alert_text"), "texted")
+        attempts = await _audit(server, result.call_sid, "owner_alert")
+    assert len(twilio.calls) == 2
+    assert [a["outcome"] for a in attempts] == ["busy", "busy"]
+    assert "URGENT" in text[0].body and CALLER in text[0].body
