@@ -122,6 +122,9 @@ class Messaging:
             log.error("no database: SMS webhooks will answer 503")
             return
         self.conversation, self.sender = build_parts(self._config, db)
+        warm_up = getattr(self.conversation.compliance, "start_warm_up", None)
+        if callable(warm_up):
+            warm_up()  # in a thread; the first decision waits for it, the loop does not
         self.routes = SmsRoutes(self.conversation, self._signature_ok)
         cfg = self._config()
         if self.sender is None:

@@ -14,9 +14,12 @@ are audited too.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sms.conversation import ComplianceAnswer
@@ -37,6 +40,34 @@ class EngineCompliance:
         self.db = db
         self._settings = settings
         self._policy: tuple[ComplianceSettings, CompliancePolicy] | None = None
+        self._warming: asyncio.Future[float] | None = None
+
+    def start_warm_up(self) -> asyncio.Future[float]:
+        """Pay the engine's first-decision cost (phonenumbers' time-zone and geocoder data,
+        seconds) in a worker thread now, so the event loop stays free meanwhile and the first
+        text does not wait for it. Decisions asked for before it finishes wait for it
+        instead of loading the same data on the loop. Resolves to the seconds it took."""
+        if self._warming is None:
+            self._warming = asyncio.ensure_future(asyncio.to_thread(self._warm_up))
+            self._warming.add_done_callback(_log_warm_up_failure)
+        return self._warming
+
+    def _warm_up(self) -> float:
+        from agents.compliance.engine import ContactRequest, decide
+
+        started = time.perf_counter()
+        decide(ContactRequest(phone="+14155552671", channel="sms", purpose="conversation",
+                              at=datetime.now(UTC)), self.policy())
+        took = time.perf_counter() - started
+        log.info("compliance engine warmed up in %.2f s", took)
+        return took
+
+    async def _warmed(self) -> None:
+        warming = self._warming
+        if warming is not None and not warming.done():
+            # A failed warm-up only means the first decision pays the cost itself.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(warming)
 
     def policy(self) -> CompliancePolicy:
         from agents.compliance.engine import CompliancePolicy
@@ -50,6 +81,7 @@ class EngineCompliance:
         from agents.compliance.engine import ContactRequest
         from agents.compliance.gate import check_and_audit
 
+        await self._warmed()
         request = ContactRequest(phone=phone, channel="sms", purpose=purpose, at=now)
         decision = await check_and_audit(self.db, request, self.policy())
         return ComplianceAnswer(decision.allowed, decision.reason, decision.next_allowed_at)
@@ -57,6 +89,7 @@ class EngineCompliance:
     async def recheck(self, item: OutboxItem, purpose: str, *, now: datetime) -> GateVerdict:
         from agents.compliance.engine import ContactRequest, decide
 
+        await self._warmed()
         phone = item.to_addr
         lead = await self.db.get_lead(phone)
         request = ContactRequest(
@@ -76,6 +109,12 @@ class EngineCompliance:
         if decision.next_allowed_at is not None:
             return GateVerdict("defer", decision.reason, decision.next_allowed_at)
         return GateVerdict("cancel", decision.reason)
+
+
+def _log_warm_up_failure(future: asyncio.Future[float]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("compliance engine warm-up failed (the first decision pays for it): %s",
+                  future.exception())
 
 
 class EngineWording:
