@@ -33,10 +33,12 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(data)).decode() + "\n")
     else:
         for section, values in data.items():
-            print(f"[{section}]")
-            for key, value in values.items():
-                print(f"{key} = {msgspec.json.encode(value).decode()}")
-            print()
+            # A list of tables ([[businesses]]) prints one table per entry.
+            for table in values if isinstance(values, list) else [values]:
+                print(f"[[{section}]]" if isinstance(values, list) else f"[{section}]")
+                for key, value in table.items():
+                    print(f"{key} = {msgspec.json.encode(value).decode()}")
+                print()
     return 0
 
 

@@ -112,3 +112,15 @@ def test_plan_table_covers_every_tier() -> None:
     assert branding_line().strip()
     with pytest.raises(KeyError):
         gates("ENTERPRISE")
+
+
+def test_config_show_prints_each_business(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from ops.cli import main
+
+    path = tmp_path / "leadline.toml"
+    path.write_text(PLUMBER.replace("{plan}", "PRO").replace("{extra}", "")
+                    + '\n[[businesses]]\nname = "Clinic"\n', encoding="utf-8")
+    assert main(["config", "show", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[[businesses]]") == 2 and 'name = "Clinic"' in out
