@@ -108,6 +108,9 @@ class Fault:
     code: int = 20500
     message: str = "Internal Server Error"
     hang_s: float = 0.0
+    # The call is placed all the same (Twilio did its part; the answer was lost): the
+    # ambiguity a client timeout leaves.
+    created: bool = False
 
 
 @dataclass
@@ -214,6 +217,7 @@ class FakeTwilio:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls.json", self.create_call)
+        app.router.add_get("/2010-04-01/Accounts/{account}/Calls.json", self.list_calls)
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{call}.json", self.update_call)
         return app
 
@@ -267,8 +271,8 @@ class FakeTwilio:
         post = await request.post()
         form: dict[str, Any] = {k: str(v) for k, v in post.items()}
         form["StatusCallbackEvent"] = [str(v) for v in post.getall("StatusCallbackEvent", [])]
-        if self.faults:
-            fault = self.faults.pop(0)
+        fault = self.faults.pop(0) if self.faults else None
+        if fault is not None and not fault.created:
             if fault.hang_s:
                 await asyncio.sleep(fault.hang_s)
             return self._error(fault.status, fault.code, fault.message)
@@ -285,7 +289,25 @@ class FakeTwilio:
         task = asyncio.create_task(self._play(call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if fault is not None:  # placed, but the client never hears so
+            await asyncio.sleep(fault.hang_s)
+            return self._error(fault.status, fault.code, fault.message)
         return web.json_response(self._call_json(call), status=201)
+
+    async def list_calls(self, request: web.Request) -> web.Response:
+        """`GET Calls.json?To=&From=`: newest first, one page, Twilio's paging keys."""
+        if not self._authorised(request):
+            return self._error(401, 20003, "Authenticate")
+        to, from_ = request.query.get("To"), request.query.get("From")
+        found = [c for c in sorted(self.calls.values(), key=lambda c: -c.created_at)
+                 if (to is None or c.to == to) and (from_ is None or c.from_ == from_)]
+        size = int(request.query.get("PageSize", "50"))
+        uri = f"/2010-04-01/Accounts/{self.account_sid}/Calls.json"
+        return web.json_response({
+            "calls": [self._call_json(c) for c in found[:size]], "page": 0,
+            "page_size": size, "start": 0, "end": max(0, min(size, len(found)) - 1),
+            "uri": uri, "first_page_uri": uri, "next_page_uri": None,
+            "previous_page_uri": None})
 
     async def update_call(self, request: web.Request) -> web.Response:
         if not self._authorised(request):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from twilio.base.exceptions import TwilioRestException
 
@@ -100,3 +101,22 @@ class TwilioCallPlacer(TwilioRest):
             raise DialFailed(f"twilio answered without a call SID: {sid[:40]!r}",
                              permanent=False)
         return sid
+
+    async def find(self, to: str, from_: str, since: datetime) -> str | None:
+        """A call to `to` from `from_` created at or after `since`, if Twilio has one: how
+        a create whose answer was lost (a timeout) is told from one that never happened."""
+        try:
+            calls = await asyncio.wait_for(
+                self._sdk().calls.list_async(to=to, from_=from_, limit=20), self.timeout_s)
+        except TwilioRestException as exc:
+            raise DialFailed(f"twilio {exc.status}: {exc.code} {exc.msg}"[:500],
+                             permanent=False, status=exc.status, code=exc.code) from exc
+        except (OSError, TimeoutError) as exc:
+            raise DialFailed(f"twilio unreachable: {exc!r}"[:500], permanent=False) from exc
+        # Twilio's dates have whole seconds: allow for the truncation.
+        floor = since - timedelta(seconds=2)
+        for call in calls:
+            created = call.date_created
+            if call.sid and created is not None and created >= floor:
+                return str(call.sid)
+        return None

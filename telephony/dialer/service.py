@@ -66,6 +66,9 @@ class LazyPlacer:
     async def hangup(self, call_sid: str) -> None:
         await self._get().hangup(call_sid)
 
+    async def find(self, to: str, from_: str, since: datetime) -> str | None:
+        return await self._get().find(to, from_, since)
+
     async def aclose(self) -> None:
         if self._placer is not None:
             await self._placer.aclose()

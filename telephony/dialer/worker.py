@@ -13,7 +13,9 @@ module adds is the dialing discipline around it:
   worker died comes back with the same attempt number, finds its row and attaches to
   the call it holds instead of dialing again. A row reserved without a call SID means
   a worker died between the commit and Twilio's answer: whether Twilio dialed is not
-  known here, so the job fails rather than risk a second call;
+  known here, so the job fails rather than risk a second call. A create that timed out
+  is retried as a new attempt, which first asks Twilio (calls by To/From since the
+  reservation) and adopts the call if the lost create had placed it;
 - the job is held (its lock renewed by bullmq's lock manager) until the call is over,
   which the status callbacks and the media path write to SQL: the same process is woken
   at once, another process finds out by polling `poll_s`.
@@ -52,6 +54,7 @@ OutcomeSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 class Placer(Protocol):
     async def place(self, request: DialRequest, base_url: str) -> str: ...
     async def hangup(self, call_sid: str) -> None: ...
+    async def find(self, to: str, from_: str, since: datetime) -> str | None: ...
 
 
 class DialStore(Protocol):
@@ -294,6 +297,12 @@ class Dialer:
         created_ms = getattr(job, "timestamp", None)
         if isinstance(created_ms, int | float) and created_ms > 0:
             self.stats.job_to_dial_ms.append(max(0.0, time.time() * 1000 - created_ms))
+        adopted = await self._lost_create(db, job, key, call) if placer is self.placer \
+            else None
+        if adopted is not None:
+            placed = await db.dial_placed(key, adopted)
+            assert placed is not None
+            return placed
         try:
             sid = await placer.place(request, base)
         except DialFailed as exc:
@@ -311,6 +320,28 @@ class Dialer:
         placed = await db.dial_placed(key, sid)
         assert placed is not None
         return placed
+
+    async def _lost_create(self, db: Any, job: Any, key: str, call: CallJob) -> str | None:
+        """An earlier attempt of this job whose create timed out (reserved, no SID) may
+        have been placed all the same: ask Twilio before dialing again, and adopt the call
+        if it exists. The earlier rows are closed either way."""
+        prefix = key.rsplit(":", 1)[0] + ":"
+        lost = [d for d in await db.list_dials(str(job.id))
+                if d.dial_key.startswith(prefix) and d.dial_key != key
+                and d.status == "reserved" and not d.call_sid]
+        if not lost:
+            return None
+        since = min(d.created_at for d in lost)
+        sid = await self.placer.find(call.phone, call.caller_id, since)
+        note = (f"create timed out; Twilio had placed {sid}, adopted by a later attempt"
+                if sid else "create timed out; Twilio placed no call")
+        for dial in lost:
+            await db.dial_refused(dial.dial_key, "failed", note)
+        if sid is not None:
+            self.stats.attached += 1
+            log.warning("a timed-out create had placed a call; adopting it",
+                        extra={"job_id": job.id, "call_sid": sid})
+        return sid
 
     async def _wait(self, key: str, call_sid: str, s: DialerSettings) -> DialRecord:
         db = self._db()

@@ -89,3 +89,17 @@ async def test_wrong_credentials_are_permanent(fake: FakeTwilio) -> None:
         assert exc.value.permanent and exc.value.code == 20003
     finally:
         await bad.aclose()
+
+
+async def test_a_create_that_timed_out_is_found(fake: FakeTwilio,
+                                                placer: TwilioCallPlacer) -> None:
+    from datetime import UTC, datetime
+
+    since = datetime.now(UTC)
+    fake.faults.append(Fault(hang_s=3.0, created=True))
+    with pytest.raises(DialFailed):
+        await placer.place(REQUEST, "https://x.example.com")
+    assert fake.creates == 1 and len(fake.calls) == 1
+    found = await placer.find(REQUEST.to, REQUEST.from_, since)
+    assert found == next(iter(fake.calls))
+    assert await placer.find("+14155552699", REQUEST.from_, since) is None

@@ -40,6 +40,10 @@ class ScriptedPlacer:
     requests: list[DialRequest] = field(default_factory=list)
     hangups: list[str] = field(default_factory=list)
     service: DialerService | None = None
+    # What find() reports Twilio holds (a create that timed out but was placed), and how
+    # that call ends.
+    found: str | None = None
+    lookups: int = 0
 
     async def place(self, request: DialRequest, base_url: str) -> str:
         self.requests.append(request)
@@ -63,6 +67,15 @@ class ScriptedPlacer:
 
     async def hangup(self, call_sid: str) -> None:
         self.hangups.append(call_sid)
+
+    async def find(self, to: str, from_: str, since: datetime) -> str | None:
+        self.lookups += 1
+        if self.found is None:
+            return None
+        sid = "CA" + uuid.uuid4().hex
+        asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(
+            self._end(sid, self.found or "busy")))
+        return sid
 
 
 @dataclass
@@ -197,7 +210,23 @@ async def test_twilio_4xx_fails_for_good_5xx_and_timeouts_retry(setup: Setup) ->
     done = await setup.finished(flaky.id)
     assert done.returnvalue["outcome"] == "no_answer" and done.attemptsMade == 3
     dials = await setup.db.list_dials(flaky.id)  # type: ignore[attr-defined]
-    assert [d.status for d in dials] == ["refused", "reserved", "no-answer"]
+    # The timed-out attempt was looked up at Twilio (nothing placed) before dialing again.
+    assert [d.status for d in dials] == ["refused", "refused", "no-answer"]
+    assert setup.placer.lookups == 1
+    assert "placed no call" in (dials[1].error or "")
+
+
+async def test_a_timed_out_create_that_was_placed_is_adopted(setup: Setup) -> None:
+    setup.placer.results = [DialFailed("twilio unreachable: TimeoutError()", permanent=False)]
+    setup.placer.found = "no-answer"
+    job = await setup.queue.add("call", data(), {"attempts": 3})
+    done = await setup.finished(job.id)
+    assert len(setup.placer.requests) == 1  # dialed once; the retry adopted that call
+    assert done.attemptsMade == 2 and done.returnvalue["callSid"].startswith("CA")
+    dials = await setup.db.list_dials(job.id)  # type: ignore[attr-defined]
+    assert [d.status for d in dials] == ["refused", "no-answer"]
+    assert done.returnvalue["outcome"] == "no_answer"
+    assert "adopted by a later attempt" in (dials[0].error or "")
 
 
 async def test_a_reserved_dial_without_call_is_never_redialed(setup: Setup) -> None:
