@@ -203,12 +203,13 @@ def _run(args: argparse.Namespace, url: str, body: Any) -> int:
 
             path = path_from_url(url)
             if not await asyncio.to_thread(path.exists):
-                raise BadInput(f"no database at {path} (run `leadline db migrate` to create it,"
-                               " or pass --no-store for the rules alone)")
+                # No database yet means no opt-out, DNC entry or lead was ever recorded:
+                # the rules alone give the whole answer (and a check creates no file).
+                return int(await body(None))
         db = await open_database(url, migrate=False)
         try:
             if await db.schema_version() == 0:
-                raise BadInput("database has no schema yet: run `leadline db migrate`")
+                return int(await body(None))
             return int(await body(db))
         finally:
             await db.close()

@@ -231,7 +231,7 @@ def cmd_leads_import(args: argparse.Namespace) -> int:
         return 0
 
     try:
-        return _with_database(args, run)
+        return _with_database(args, run, migrate=True, must_exist=False)
     finally:
         fp.close()
 
@@ -437,7 +437,7 @@ def cmd_dnc_add(args: argparse.Namespace) -> int:
             print(f"error: {bad['input']!r}: {bad['reason']}", file=sys.stderr)
         return 2 if invalid else 0
 
-    return _with_database(args, run)
+    return _with_database(args, run, migrate=True, must_exist=False)
 
 
 def _numbers_in(text: str) -> list[str]:
