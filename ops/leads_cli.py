@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -276,6 +275,7 @@ def cmd_leads_export(args: argparse.Namespace) -> int:
     """Streamed twice from the store (attribute keys, then rows) into a temporary file
     beside FILE that replaces it only when complete: a failed export never leaves a
     truncated file that looks like a good one."""
+    import tempfile
     path = Path(args.file)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",

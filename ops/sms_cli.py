@@ -20,10 +20,8 @@ Only stdlib is imported here; the store and SDK load inside the handler.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
-import uuid
 from typing import Any
 
 OPERATOR_PURPOSES = ("marketing", "conversation", "transactional", "notification")
@@ -58,6 +56,8 @@ def _bad(reason: str, detail: str) -> int:
 
 
 def cmd_sms_send(args: argparse.Namespace) -> int:
+    import asyncio
+
     from ops import config as config_mod
     from store.phones import InvalidPhoneNumber, normalize_phone
 
@@ -80,6 +80,9 @@ def cmd_sms_send(args: argparse.Namespace) -> int:
 
 
 async def _send(cfg: Any, to: str, body: str, purpose: str, wait_s: float) -> int:
+    import asyncio
+    import uuid
+
     from ops.messaging import build_parts
     from sms.conversation import NoSender
     from store.database import open_database

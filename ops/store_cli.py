@@ -19,7 +19,6 @@ inside the handlers so the rest of the CLI stays quick to start.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -238,6 +237,7 @@ def cmd_nlu_ivr(args: argparse.Namespace) -> int:
 
 def cmd_nlu_intent(args: argparse.Namespace) -> int:
     """Rules only, unless [sms] llm_base_url is set: then the chat agent's own LLM path."""
+    import asyncio
     if args.file is not None:
         if args.text is not None:
             return _error("give TEXT or --file, not both")
@@ -313,6 +313,7 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_db_purge(args: argparse.Namespace) -> int:
+    import asyncio
     try:
         days = args.days if args.days is not None else _store_settings(args).retention_days
     except ValueError as exc:  # ConfigError
@@ -423,6 +424,8 @@ def _with_database(
     must_exist: bool = True,
 ) -> int:
     """Open the store, run one command, close; store errors become exit code 2."""
+    import asyncio
+
     from store.database import open_database
     from store.errors import StoreError
 
