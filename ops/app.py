@@ -8,6 +8,8 @@ through a callable, so live calls pick up new values without a restart.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import resource
@@ -32,6 +34,7 @@ from ops.dialer_metrics import DialerCollector
 from ops.messaging import Messaging
 from ops.persistence import Persistence
 from ops.reload import ConfigReloader
+from store.artifacts import CallArtifacts
 from telephony.call import Call
 from telephony.calls import CallManager, CallObserver
 from telephony.dialer.service import DialerService
@@ -89,10 +92,19 @@ class Runtime:
         # Call records, turns, caller memory, live sessions.
         self.persistence = Persistence(lambda: self.config)
         self.transfers = RestTransfers(lambda: self.config.twilio)
+        recording_dir = lambda: (self.config.recording.directory  # noqa: E731
+                                 if self.config.recording.enabled else None)
+        # Each outbound call's transcript and recording ([artifacts]: a directory or S3),
+        # written within seconds of its end; the dialer's outcome carries the URL.
+        self.artifacts = CallArtifacts(lambda: self.config.artifacts,
+                                       db=lambda: self.persistence.db,
+                                       recording_dir=recording_dir)
+        self._spool_task: asyncio.Task[None] | None = None
         # Outbound calls: callbacks and the live-call observer always; the queue consumer
         # only with [dialer] enabled (started in `start`).
         self.dialer = DialerService(lambda: self.config.dialer, lambda: self.config.twilio,
-                                    lambda: self.config.compliance, lambda: self.persistence.db)
+                                    lambda: self.config.compliance, lambda: self.persistence.db,
+                                    transcript_url=self.artifacts.transcript_url)
         # Businesses by called number: each caller turn triaged, the owner's texts.
         self.businesses = Businesses(lambda: self.config, lambda: self.messaging.conversation,
                                      lambda: self.persistence.db)
@@ -101,8 +113,7 @@ class Runtime:
             config.server.max_calls,
             observers=(self.persistence, self.transfers, self.dialer.observer,
                        self.businesses),
-            recording_dir=lambda: (self.config.recording.directory
-                                   if self.config.recording.enabled else None),
+            recording_dir=recording_dir,
         )
         self.clock.register(self.calls.tick_recorders)
         # Jobs with via = "livekit" are dialed through LiveKit SIP when [livekit] is set
@@ -162,6 +173,9 @@ class Runtime:
         await prerender(self.config.scripted)
         self.clock.start()
         self.reloader.start()
+        # S3 uploads a previous run could not send (kept in the spool), in the background:
+        # an endpoint that is down is retried with backoff, never a reason not to take calls.
+        self._spool_task = asyncio.create_task(self._resend_spool(), name="artifact-spool")
         if self.config.dialer.enabled:
             await self.dialer.start_worker()
         log.info("leadline started", extra={
@@ -169,6 +183,15 @@ class Runtime:
             "vad": self.config.vad.engine,
             "signature_validation": self.config.twilio.validate_signatures,
         })
+
+    async def _resend_spool(self) -> None:
+        try:
+            sent, failing = await self.artifacts.retry_spool()
+        except Exception as exc:
+            log.error("artifact spool not resent", extra={"error": repr(exc)[:300]})
+            return
+        if sent or failing:
+            log.info("artifact spool resent", extra={"sent": sent, "failing": failing})
 
     async def stop(self, app: web.Application) -> None:
         await self.businesses.stop()
@@ -180,6 +203,11 @@ class Runtime:
         for call in list(self.calls.active.values()):
             call.leg.hang_up("server shutting down")
             await self.calls.close(call, "server shutting down")
+        if self._spool_task is not None:
+            self._spool_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._spool_task
+        await self.artifacts.aclose()  # the last calls' artifacts, while the db is open
         await self.persistence.stop()  # after the calls, so their ends are written
         await self.reloader.stop()
         await self.clock.stop()
@@ -205,7 +233,8 @@ class Runtime:
                 "maxRss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "rssPerCall": rss // active if active else None,
             },
-            "process": {"pid": os.getpid(), "cpuSeconds": round(cpu.user + cpu.system, 3)},
+            "process": {"pid": os.getpid(), "cpuSeconds": round(cpu.user + cpu.system, 3),
+                        "userSeconds": round(cpu.user, 3), "systemSeconds": round(cpu.system, 3)},
             "sessions": {
                 "activeVoiceSessions": active,
                 "totalActiveSessions": active,

@@ -471,9 +471,28 @@ def _pct(values: Sequence[float], q: float) -> float | None:
     return round(ordered[i], 3)
 
 
-def _cpu_seconds() -> float:
+def _cpu_seconds() -> tuple[float, float]:
+    """This process's (user, system) CPU seconds."""
     t = os.times()
-    return t.user + t.system
+    return t.user, t.system
+
+
+def _split(user: float | None, system: float | None, wall: float, calls: int
+           ) -> dict[str, float | None]:
+    """User and kernel CPU over `wall` seconds: cores, and CPU-ms per call per second.
+
+    The kernel's share is reported apart because at hundreds of calls most of
+    a core goes to socket sends and receives, which `user` alone hides.
+    """
+    if user is None or system is None:
+        return {"user_cores": None, "system_cores": None,
+                "user_ms_per_call_s": None, "system_ms_per_call_s": None}
+    return {
+        "user_cores": round(user / wall, 3),
+        "system_cores": round(system / wall, 3),
+        "user_ms_per_call_s": round(user / wall / calls * 1000, 3),
+        "system_ms_per_call_s": round(system / wall / calls * 1000, 3),
+    }
 
 
 def _raise_fd_limit(need: int) -> None:
@@ -487,7 +506,7 @@ def _raise_fd_limit(need: int) -> None:
 @dataclass
 class _Snapshot:
     at: float
-    cpu: float
+    cpu: tuple[float, float]  # this process's (user, system) seconds
     frames_sent: int
     frames_received: int
     underruns: int
@@ -718,7 +737,14 @@ def _figures(run: _Run, before: dict[str, Any], start: _Snapshot, end: _Snapshot
         if c.dropped is not None:
             drops[c.dropped] = drops.get(c.dropped, 0) + 1
     dropped = sum(drops.values())
-    gen_cpu = (end.cpu - start.cpu) / wall
+    gen_user, gen_system = (end.cpu[0] - start.cpu[0]), (end.cpu[1] - start.cpu[1])
+    gen_cpu = (gen_user + gen_system) / wall
+    p0, p1 = h0["process"], h1["process"]
+    if "userSeconds" in p0 and "userSeconds" in p1:
+        srv_user: float | None = p1["userSeconds"] - p0["userSeconds"]
+        srv_system: float | None = p1["systemSeconds"] - p0["systemSeconds"]
+    else:  # a server from before the split
+        srv_user = srv_system = None
     send_lag_p99 = _pct(run.send_lag_ms, 99)
     bottleneck = gen_cpu > GENERATOR_MAX_CPU or (
         send_lag_p99 is not None and send_lag_p99 > GENERATOR_MAX_SEND_LAG_MS
@@ -748,9 +774,11 @@ def _figures(run: _Run, before: dict[str, Any], start: _Snapshot, end: _Snapshot
         "server_cpu_cores": round(
             (h1["process"]["cpuSeconds"] - h0["process"]["cpuSeconds"]) / server_wall, 3
         ),
+        "server_cpu": _split(srv_user, srv_system, server_wall, max(1, len(run.calls))),
         "server_rss_mb": round(rss / 2**20, 1),
         "server_rss_per_call_kb": round((rss - rss_before) / o.calls / 1024, 1),
         "generator_cpu_cores": round(gen_cpu, 3),
+        "generator_cpu": _split(gen_user, gen_system, wall, max(1, len(run.calls))),
         "generator_send_lag_ms": {"p50": _pct(run.send_lag_ms, 50), "p99": send_lag_p99},
         "generator_ticks_skipped": run.ticks_skipped,
         "generator_bottleneck": bottleneck,
@@ -758,6 +786,26 @@ def _figures(run: _Run, before: dict[str, Any], start: _Snapshot, end: _Snapshot
         "vad": media1["vadEngine"],
         "server_pid": h1["process"]["pid"],
     }
+
+
+def resolve_auth_token(explicit: str | None, config_path: str | None = None) -> str:
+    """The token to sign with, found the way `leadline sim call` finds it.
+
+    `--auth-token` wins; then the config (file if given, then
+    `LEADLINE_TWILIO_AUTH_TOKEN` / `TWILIO_AUTH_TOKEN`), so a bench against a
+    server started from the same environment is signed without repeating
+    the secret on the command line (an unsigned bench gets 403 on every call).
+    """
+    if explicit is not None:
+        return explicit
+    from ops import config
+
+    try:
+        return config.load(config_path).twilio.auth_token
+    except config.ConfigError:
+        return os.environ.get("LEADLINE_TWILIO_AUTH_TOKEN") or os.environ.get(
+            "TWILIO_AUTH_TOKEN", ""
+        )
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -770,7 +818,7 @@ def run_bench(args: argparse.Namespace) -> int:
             calls=args.calls,
             seconds=args.seconds,
             ramp_seconds=args.ramp_seconds,
-            auth_token=args.auth_token or "",
+            auth_token=resolve_auth_token(args.auth_token, getattr(args, "config", None)),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -76,7 +76,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     calls.add_argument("--seconds", type=float, default=30.0)
     calls.add_argument("--ramp-seconds", type=float, default=5.0,
                        help="spread call starts over this long")
-    calls.add_argument("--auth-token", default=None)
+    calls.add_argument("--auth-token", default=None,
+                       help="sign requests like Twilio (default: $TWILIO_AUTH_TOKEN or config)")
+    calls.add_argument("--config", help="read the auth token from this config file")
     calls.set_defaults(func=_cmd_bench_calls)
     dial = bench_sub.add_parser("dial", help="N call jobs through the dialer against the "
                                 "fake callee, one JSON line out")

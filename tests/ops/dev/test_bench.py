@@ -31,7 +31,9 @@ from ops.dev.bench import (
     Phase,
     _BenchSide,
     _Call,
+    _split,
     b64_frames,
+    resolve_auth_token,
 )
 from ops.dev.sim import Playout
 from ops.dev.twilio_side import TwilioSide
@@ -45,6 +47,7 @@ FIELDS = {
     "server_lag_ms", "barge_in_ms", "end_of_turn_ms", "underruns", "dropped_calls",
     "server_cpu_cores", "server_rss_mb", "server_rss_per_call_kb", "generator_cpu_cores",
     "generator_bottleneck", "generator_send_lag_ms", "valid", "vad", "server_pid",
+    "server_cpu", "generator_cpu",
 }
 STOP_MS = 500.0
 AGENT_FRAME = b"\x10" * ulaw.FRAME_BYTES  # agent audio as it arrives (contents do not matter)
@@ -238,6 +241,57 @@ def test_call_never_raises_on_garbage(data: bytes) -> None:
     assert call.protocol_errors + call.frames_received + call.script.clears <= 1
 
 
+# --- auth token and CPU split ------------------------------------------------------------------
+
+
+def _no_token_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("TWILIO_AUTH_TOKEN", "LEADLINE_TWILIO_AUTH_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_auth_token_flag_wins_over_env_and_config(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    _no_token_env(monkeypatch)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "from-env")
+    cfg = tmp_path / "leadline.toml"
+    cfg.write_text('[twilio]\nauth_token = "from-file"\n')
+    assert resolve_auth_token("flag", str(cfg)) == "flag"
+    assert resolve_auth_token("", None) == ""  # an explicit empty token: unsigned
+
+
+def test_auth_token_from_either_env_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_token_env(monkeypatch)
+    assert resolve_auth_token(None) == ""
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "plain")
+    assert resolve_auth_token(None) == "plain"
+    monkeypatch.setenv("LEADLINE_TWILIO_AUTH_TOKEN", "prefixed")
+    assert resolve_auth_token(None) == "prefixed"  # the LEADLINE_ name wins, as in config
+
+
+def test_auth_token_from_config_file_then_env_over_it(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    _no_token_env(monkeypatch)
+    cfg = tmp_path / "leadline.toml"
+    cfg.write_text('[twilio]\nauth_token = "from-file"\n')
+    assert resolve_auth_token(None, str(cfg)) == "from-file"
+    monkeypatch.setenv("LEADLINE_TWILIO_AUTH_TOKEN", "from-env")
+    assert resolve_auth_token(None, str(cfg)) == "from-env"
+
+
+def test_auth_token_falls_back_to_env_when_config_is_unreadable(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _no_token_env(monkeypatch)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "plain")
+    assert resolve_auth_token(None, str(tmp_path / "missing.toml")) == "plain"
+
+
+def test_cpu_split_per_call() -> None:
+    got = _split(3.0, 1.0, 10.0, 100)
+    assert got == {"user_cores": 0.3, "system_cores": 0.1,
+                   "user_ms_per_call_s": 3.0, "system_ms_per_call_s": 1.0}
+    assert _split(None, None, 10.0, 100)["user_cores"] is None
+
+
 def test_playout_model_is_the_sims() -> None:
     assert type(_call().script.playout) is Playout  # marks/underruns as Twilio's buffer
 
@@ -310,6 +364,22 @@ def test_bench_drives_signed_calls_and_measures_both_directions(served: str) -> 
     assert set(fig["server_lag_ms"]) == {"p50", "p99"}
     assert fig["vad"] in ("webrtc", "silero") and fig["server_pid"] > 0
     assert isinstance(fig["valid"], bool) and isinstance(fig["generator_bottleneck"], bool)
+    for side in ("server_cpu", "generator_cpu"):
+        split = fig[side]
+        assert split["user_cores"] > 0 and split["system_cores"] >= 0
+        assert split["user_ms_per_call_s"] > 0 and split["system_ms_per_call_s"] >= 0
+
+
+@pytest.mark.e2e
+def test_bench_signs_with_the_env_token_like_sim_call(served: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("TWILIO_AUTH_TOKEN")}
+    done = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "bench", "calls", "--url", served, "--calls", "1",
+         "--seconds", "0.5", "--ramp-seconds", "0"],
+        capture_output=True, text=True, timeout=40, env=env | {"TWILIO_AUTH_TOKEN": TOKEN})
+    assert done.returncode == 0, done.stderr
+    fig = json.loads(done.stdout)
+    assert fig["drop_reasons"] == {} and fig["calls_connected"] == 1
 
 
 @pytest.mark.e2e
