@@ -75,6 +75,8 @@ async def start_server(env: Mapping[str, str], config_path: str | None = None
     base = {"LEADLINE_TWILIO_AUTH_TOKEN": AUTH_TOKEN, "LEADLINE_SERVER_RELOAD_POLL_S": "0.2",
             "LEADLINE_STORE_DATABASE_URL": f"sqlite:///{data}/leadline.db",
             "LEADLINE_STORE_JOURNAL_DIR": f"{data}/journal",
+            "LEADLINE_ARTIFACTS_DIRECTORY": f"{data}/artifacts",
+            "LEADLINE_ARTIFACTS_SPOOL_DIRECTORY": f"{data}/artifacts-spool",
             "LEADLINE_SCRIPTED_MESSAGES_DIRECTORY": f"{data}/messages"}
     cfg = config_mod.load(config_path, environ={**base, **env})
     app = build_app(cfg, config_path)

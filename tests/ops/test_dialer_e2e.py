@@ -14,6 +14,8 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import aiohttp
 import msgspec
@@ -77,6 +79,97 @@ async def test_human_answers_talks_and_hangs_up(rig: Rig) -> None:
     assert record.answered_by == "human" and record.status == "completed"
     stored = await eventually(lambda: db.get_call(value["callSid"]), "call record in SQL")
     assert stored.call.direction == "outbound"
+
+
+def _file_at(url: str) -> bytes | None:
+    path = Path(urlparse(url).path)
+    return path.read_bytes() if path.exists() else None
+
+
+async def _transcript_in(read: Any, url: str) -> dict[str, Any]:
+    """The transcript document at `url`, once it is there (written after the call)."""
+    async def there() -> dict[str, Any] | None:
+        data = await read(url)
+        return None if data is None else msgspec.json.decode(data)
+
+    return await eventually(there, f"transcript at {url}", limit_s=10, interval_s=0.1)
+
+
+async def test_the_outcome_points_at_the_stored_transcript_and_recording(tmp_path) -> None:
+    """[artifacts] in a directory: the returnvalue's transcriptUrl is a file:// URL that
+    holds the call's turns with roles and timestamps, and the recording beside it."""
+    async with make_rig(tmp_path, {"LEADLINE_ARTIFACTS_DIRECTORY": str(tmp_path / "art"),
+                                   "LEADLINE_RECORDING_ENABLED": "true",
+                                   "LEADLINE_RECORDING_DIRECTORY": str(tmp_path / "rec"),
+                                   }) as rig:
+        job = await rig.add(contact(HUMAN))
+        done = await rig.finished(job.id)
+        value = done.returnvalue
+        url = value["transcriptUrl"]
+        assert url and url.startswith("file://"), value
+
+        async def read(u: str) -> bytes | None:
+            return await asyncio.to_thread(_file_at, u)
+
+        doc = await _transcript_in(read, url)
+        assert doc["callSid"] == value["callSid"]
+        roles = {t["role"] for t in doc["turns"]}
+        assert "agent" in roles, doc
+        assert all(t["at"] for t in doc["turns"])
+        assert doc["recordingUrl"] and doc["recordingUrl"].startswith("file://")
+        wav = await asyncio.to_thread(_file_at, doc["recordingUrl"]) or b""
+        assert wav[:4] == b"RIFF" and len(wav) > 44 + 8000  # more than a header
+        assert Path(urlparse(url).path).is_relative_to(tmp_path / "art")
+
+
+async def test_the_transcript_goes_to_s3_encrypted(tmp_path) -> None:
+    """[artifacts] kind = "s3" against moto in server mode (a real S3 HTTP endpoint)."""
+    from aiobotocore.session import get_session
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    try:
+        async with get_session().create_client("s3", region_name="us-east-1",
+                                               endpoint_url=endpoint, **keys) as s3:
+            await s3.create_bucket(Bucket="calls")
+            async with make_rig(tmp_path, {
+                    "LEADLINE_ARTIFACTS_KIND": "s3", "LEADLINE_ARTIFACTS_BUCKET": "calls",
+                    "LEADLINE_ARTIFACTS_ENDPOINT_URL": endpoint,
+                    "LEADLINE_ARTIFACTS_ACCESS_KEY_ID": "testing",
+                    "LEADLINE_ARTIFACTS_SECRET_ACCESS_KEY": "testing",
+                    "LEADLINE_ARTIFACTS_SPOOL_DIRECTORY": str(tmp_path / "spool")}) as rig:
+                job = await rig.add(contact(HUMAN))
+                done = await rig.finished(job.id)
+                url = done.returnvalue["transcriptUrl"]
+                assert url.startswith("s3://calls/calls/"), done.returnvalue
+                key = url[len("s3://calls/"):]
+
+                async def read(_u: str) -> bytes | None:
+                    try:
+                        obj = await s3.get_object(Bucket="calls", Key=key)
+                    except s3.exceptions.NoSuchKey:
+                        return None
+                    assert obj["ServerSideEncryption"] == "AES256"
+                    return await obj["Body"].read()
+
+                doc = await _transcript_in(read, url)
+                assert doc["callSid"] == done.returnvalue["callSid"]
+                assert any(t["role"] == "agent" for t in doc["turns"]), doc
+                assert not list((tmp_path / "spool").rglob("*.json"))  # acknowledged
+    finally:
+        moto.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def test_machine_gets_the_voicemail(rig: Rig) -> None:
