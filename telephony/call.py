@@ -280,12 +280,21 @@ class Call(BrainOutput):
         self.hooks.on_transfer(self, number)
 
     def send_dtmf(self, digits: str) -> None:
-        """In-band tones through the call's own playout, like speech.
+        """Keys for a phone menu: out of band when the leg can, else in-band tones.
 
-        Twilio cannot inject DTMF into a live `<Connect><Stream>` by REST (the
-        update tears the stream down), and in-band works on any leg. Bad digits
-        are logged and dropped: they come from a model, not from the caller.
+        A leg with its own `send_dtmf` (LiveKit: RFC 4733 events through
+        `publish_dtmf`) carries them as telephone events, which a far-end IVR reads
+        more reliably than tones through a codec. Twilio cannot inject DTMF into a
+        live `<Connect><Stream>` by REST (the update tears the stream down), so there
+        the tones go through the call's own playout, like speech. Bad digits are
+        logged and dropped: they come from a model, not from the caller.
         """
+        out_of_band = getattr(self.leg, "send_dtmf", None)
+        if out_of_band is not None:
+            if not out_of_band(digits):
+                log.warning("bad DTMF digits", extra={"call_sid": self.call_sid,
+                                                      "digits": digits[:8]})
+            return
         try:
             audio = tones_ulaw(digits)
         except ValueError as exc:

@@ -195,3 +195,23 @@ async def test_the_agents_goodbye_is_heard_before_the_room_goes(rig: Rig) -> Non
     total_ms = (len(speech_ulaw(GREETING)) + len(speech_ulaw("Goodbye."))) / 8
     assert room.heard_ms() >= total_ms - 60, (room.heard_ms(), total_ms)
     assert room.discarded_ms == 0 and dial.room in rig.twirp.deleted_rooms
+
+
+async def test_the_calls_dtmf_goes_out_of_band_on_a_livekit_leg(rig: Rig) -> None:
+    """`Call.send_dtmf` (the IVR navigator's and the model's press) on a LiveKit call is
+    RFC 4733 through `publish_dtmf`, not tones in the playout (those are Twilio's way)."""
+    dial, final = await rig.calls.start("+14155550100", from_number="+14155550199")
+    assert final is not None
+    room = rig.rooms[0]
+    call = rig.manager.active[dial.call_sid]
+    await _until(lambda: room.heard_ms() > 200, 10, "the greeting under way")
+    call.media.interrupt()  # the greeting cut: anything queued now would be tones
+    call.send_dtmf("2#")
+    await _until(lambda: len(room.dtmf_sent) == 2, 2, "the digits")
+    assert room.dtmf_sent == [(2, "2"), (11, "#")]
+    assert call.media.playout.queued_ms == 0  # nothing in-band
+    call.send_dtmf("9x")  # a model's typo: dropped whole
+    await asyncio.sleep(0.05)
+    assert len(room.dtmf_sent) == 2
+    room.set_status("hangup")
+    await asyncio.wait_for(final, 5)
