@@ -30,7 +30,6 @@ for an opted-out lead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -43,6 +42,7 @@ from typing import Literal, Protocol
 import msgspec
 
 from agents.chat.segments import count_segments
+from sms.outbox_loop import OutboxLoop
 from sms.policy import Verdict, classify_failure, retry_delay
 from sms.settings import OutboxSettings
 from sms.throttle import SenderThrottle
@@ -56,10 +56,6 @@ log = logging.getLogger("leadline.sms.sender")
 # touches that file right after claiming a row (the row is committed and leased) and then
 # hangs before the REST call, so a test can SIGKILL the process in exactly that window.
 HANG_AFTER_CLAIM_ENV = "LEADLINE_TEST_SMS_HANG_AFTER_CLAIM"
-# A database failure in the loop is retried after this long (and logged at most once a
-# minute); the loop itself never dies of it.
-LOOP_RETRY_S = 1.0
-ERROR_LOG_EVERY_S = 60.0
 
 
 def purpose_of(idempotency_key: str) -> str:
@@ -188,9 +184,12 @@ class SenderStats:
         self.by_outcome: dict[str, int] = {}
 
 
-class OutboxSender:
+class OutboxSender(OutboxLoop):
     """The worker. `run()` drains the outbox until `stop()`; `drain_once()` is one claim
     and its sends (the CLI and tests drive it directly)."""
+
+    task_name = "sms-outbox"
+    _log = log
 
     def __init__(
         self,
@@ -213,64 +212,12 @@ class OutboxSender:
         self._callback_url = status_callback_url
         self.gate = gate
         self._clock = clock
-        self._sleep = sleep
         self._rng = rng or random.Random()
         first = settings()
         self.throttle = SenderThrottle(max_mps(), burst=first.burst, clock=monotonic)
         self.stats = SenderStats()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._last_error_log = -ERROR_LOG_EVERY_S
+        self._init_loop(lambda: self._settings().poll_s, sleep)
         self._hang_marker = os.environ.get(HANG_AFTER_CLAIM_ENV) or None
-
-    # lifecycle -----------------------------------------------------------------
-
-    def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="sms-outbox")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def wake(self) -> None:
-        """A row was just queued: look now rather than at the next poll."""
-        self._wake.set()
-
-    async def run(self) -> None:
-        while not self._stopping:
-            # Cleared before the claim, not after: a wake() while a round is running must
-            # not be lost, or a fresh reply would wait a whole poll interval.
-            self._wake.clear()
-            try:
-                claimed = await self.drain_once()
-            except StoreError as exc:
-                self._loop_error(exc)
-                await self._sleep(LOOP_RETRY_S)
-                continue
-            except Exception as exc:  # never let the worker die: count, log, go on
-                self._loop_error(exc)
-                await self._sleep(LOOP_RETRY_S)
-                continue
-            if claimed:
-                continue  # there may be more due rows
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings().poll_s):
-                    await self._wake.wait()
-
-    def _loop_error(self, exc: BaseException) -> None:
-        self.stats.loop_errors += 1
-        now = time.monotonic()
-        if now - self._last_error_log >= ERROR_LOG_EVERY_S:
-            self._last_error_log = now
-            log.error("outbox sender: %s", exc, exc_info=not isinstance(exc, StoreError))
 
     # one round -------------------------------------------------------------------
 

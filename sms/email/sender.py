@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from sms.email.message import WIRE_POLICY, build_message, unsubscribe_url
 from sms.email.settings import EmailSettings
 from sms.email.tokens import make_token
+from sms.outbox_loop import OutboxLoop
 from store.errors import StoreError
 from store.models import utcnow
 
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from store.repository import SqlRepository
 
 log = logging.getLogger("leadline.email")
-LOOP_RETRY_S = 1.0
 
 
 class EmailFailure(Exception):
@@ -139,7 +138,10 @@ class EmailStats:
         self.loop_errors = 0
 
 
-class EmailSender:
+class EmailSender(OutboxLoop):
+    task_name = "email-outbox"
+    _log = log
+
     def __init__(self, db: SqlRepository, transport: EmailTransport, *,
                  settings: Callable[[], EmailSettings], business_name: Callable[[], str],
                  secret: str, clock: Callable[[], datetime] = utcnow,
@@ -151,49 +153,13 @@ class EmailSender:
         self._business_name = business_name
         self._secret = secret
         self._clock = clock
-        self._sleep = sleep
         self._rng = rng or random.Random()
         self.stats = EmailStats()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._last_log = -60.0
-
-    def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="email-outbox")
+        self._init_loop(lambda: self._settings().poll_s, sleep)
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await super().stop()
         await self.transport.aclose()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def run(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                claimed = await self.drain_once()
-            except Exception as exc:  # never dies: count, log (at most once a minute)
-                self.stats.loop_errors += 1
-                if time.monotonic() - self._last_log > 60:
-                    self._last_log = time.monotonic()
-                    log.error("email sender: %s", exc, exc_info=not isinstance(exc, StoreError))
-                await self._sleep(LOOP_RETRY_S)
-                continue
-            if claimed:
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings().poll_s):
-                    await self._wake.wait()
 
     async def drain_once(self) -> int:
         cfg = self._settings()
