@@ -15,14 +15,13 @@ Twilio refusing this call for good; 5xx, 429, timeouts and a lost connection may
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from twilio.base.exceptions import TwilioRestException
 
-from telephony.twilio.rest import TwilioRest
+from telephony.twilio.rest import TwilioRest, TwilioTimeout
 from telephony.twilio.twiml import connect_stream_twiml
 
 CALL_STATUS_PATH = "/twilio/call-status"
@@ -74,7 +73,7 @@ class TwilioCallPlacer(TwilioRest):
         try:
             # The SDK's async client does not apply its own timeout to the request (it
             # passes the per-request one, None): bound the call here.
-            call = await asyncio.wait_for(self._sdk().calls.create_async(
+            call = await self.bounded(self._sdk().calls.create_async(
                 to=request.to,
                 from_=request.from_,
                 twiml=stream_twiml(base_url, {"From": request.from_, "To": request.to,
@@ -88,12 +87,14 @@ class TwilioCallPlacer(TwilioRest):
                 async_amd_status_callback_method="POST",
                 timeout=request.ring_timeout_s,
                 time_limit=request.time_limit_s,
-            ), self.timeout_s)
+            ), "calls.create")
         except TwilioRestException as exc:
             status = exc.status
             permanent = 400 <= status < 500 and status != 429
             raise DialFailed(f"twilio {status}: {exc.code} {exc.msg}"[:500],
                              permanent=permanent, status=status, code=exc.code) from exc
+        except TwilioTimeout as exc:
+            raise DialFailed(f"twilio timeout: {exc}"[:500], permanent=False) from exc
         except (OSError, TimeoutError) as exc:
             raise DialFailed(f"twilio unreachable: {exc!r}"[:500], permanent=False) from exc
         sid = str(call.sid or "")
@@ -106,11 +107,13 @@ class TwilioCallPlacer(TwilioRest):
         """A call to `to` from `from_` created at or after `since`, if Twilio has one: how
         a create whose answer was lost (a timeout) is told from one that never happened."""
         try:
-            calls = await asyncio.wait_for(
-                self._sdk().calls.list_async(to=to, from_=from_, limit=20), self.timeout_s)
+            calls = await self.bounded(
+                self._sdk().calls.list_async(to=to, from_=from_, limit=20), "calls.list")
         except TwilioRestException as exc:
             raise DialFailed(f"twilio {exc.status}: {exc.code} {exc.msg}"[:500],
                              permanent=False, status=exc.status, code=exc.code) from exc
+        except TwilioTimeout as exc:
+            raise DialFailed(f"twilio timeout: {exc}"[:500], permanent=False) from exc
         except (OSError, TimeoutError) as exc:
             raise DialFailed(f"twilio unreachable: {exc!r}"[:500], permanent=False) from exc
         # Twilio's dates have whole seconds: allow for the truncation.

@@ -8,11 +8,19 @@ aiohttp-based async client, so no request blocks the event loop.
 
 `base_url` points the SDK's API domain elsewhere: tests use the fake in
 `tests/fakes/twilio_rest.py`, which checks auth and records the TwiML.
+
+Every request is bounded by `timeout_s` here (`bounded`): the SDK's async client
+passes its per-request timeout (None) to aiohttp instead of the one it was made with,
+so without this a Twilio that accepts the connection and never answers would hold a
+hang-up, a transfer or a dial forever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import phonenumbers
 from twilio.base.exceptions import TwilioRestException
@@ -26,6 +34,9 @@ _CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 _SIP_URI = re.compile(r"^sips?:[^\s<>\"]+$")
 
 
+T = TypeVar("T")
+
+
 class TwilioRestError(RuntimeError):
     """Twilio refused or failed an action on a call."""
 
@@ -33,6 +44,10 @@ class TwilioRestError(RuntimeError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class TwilioTimeout(TimeoutError):
+    """Twilio did not answer a REST request within the client's `timeout_s`."""
 
 
 def hangup_twiml() -> str:
@@ -106,16 +121,28 @@ class TwilioRest:
             self._client = client
         return self._client
 
+    async def bounded(self, request: Awaitable[T], what: str) -> T:
+        """`request` (an SDK coroutine) given at most `timeout_s`; `TwilioTimeout` names
+        the request and the limit when Twilio does not answer in time."""
+        try:
+            return await asyncio.wait_for(request, self.timeout_s)
+        except TimeoutError as exc:
+            raise TwilioTimeout(f"Twilio did not answer {what} within {self.timeout_s:g} s"
+                                ) from exc
+
     async def update_twiml(self, call_sid: str, twiml: str) -> None:
         """Replace what a live call is doing with `twiml`."""
         if not _CALL_SID.match(call_sid):
             raise ValueError(f"not a call SID: {call_sid!r}")
         try:
-            await self._sdk().calls(call_sid).update_async(twiml=twiml)
+            await self.bounded(self._sdk().calls(call_sid).update_async(twiml=twiml),
+                               f"the update of call {call_sid}")
         except TwilioRestException as exc:
             raise TwilioRestError(
                 f"Twilio refused to update call {call_sid}: {exc.msg}", exc.status, exc.code
             ) from exc
+        except TwilioTimeout as exc:
+            raise TwilioRestError(str(exc)) from exc
         except (OSError, TimeoutError) as exc:
             raise TwilioRestError(f"Twilio unreachable updating call {call_sid}: {exc!r}") from exc
 
