@@ -24,6 +24,7 @@ from agents.memory import CallerMemory, recall
 if TYPE_CHECKING:
     from agents.business.flow import CallFlow
     from agents.business.settings import BusinessSettings
+    from agents.sales.follower import SalesFollower
 
 Role = Literal["caller", "agent"]
 
@@ -45,6 +46,9 @@ class CallContext:
     # The call's priority, safety line and capture answers (with a business only);
     # shared by the brain (its tools, the scripted questions) and the observers.
     flow: CallFlow | None = None
+    # An outbound call with a sales script: its stage follower (the keyless brain speaks
+    # its lines; the realtime brain gets the script in its instructions). None otherwise.
+    sales: SalesFollower | None = None
 
     @property
     def memory(self) -> CallerMemory:
@@ -121,6 +125,13 @@ class Brain(abc.ABC):
     def safety_first(self, line: str) -> None:  # noqa: B027 - optional hook
         """Life is at risk: `line` (get to safety, call 911) must be the very next thing
         the caller hears, before anything is asked or collected."""
+
+    def coach_note(self, text: str) -> None:  # noqa: B027 - optional hook
+        """Private guidance from the coach (agents/coach) for the agent's next turns.
+
+        A brain with a model adds it to the model's context without interrupting the
+        response in progress and without asking for a new one; a brain without a model
+        has nothing to tell it and ignores it (this default)."""
 
     @abc.abstractmethod
     async def close(self) -> None:
