@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from store import migrations
+from store.analysis_repo import AnalysisRepoMixin
 from store.booking_repo import BookingRepoMixin
 from store.campaign_repo import CampaignRepoMixin
 from store.database import (
@@ -179,8 +180,8 @@ class Tx(abc.ABC):
         return await self.insert_rows(head, [kind for _, kind in columns], rows, tail)
 
 
-class SqlRepository(BookingRepoMixin, TokenRepoMixin, CampaignRepoMixin, DialerRepoMixin,
-                    Database):
+class SqlRepository(AnalysisRepoMixin, BookingRepoMixin, TokenRepoMixin, CampaignRepoMixin,
+                    DialerRepoMixin, Database):
     """All of `Database` in SQL. Subclasses give the driver; see the module docstring."""
 
     dialect: ClassVar[Dialect]
