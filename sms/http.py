@@ -14,7 +14,8 @@ forged signature; 400 for a form we cannot key; 500 when the store is down
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -74,46 +75,36 @@ class SmsRoutes:
 
     async def inbound(self, request: web.Request) -> web.Response:
         self.stats.webhooks += 1
-        form, signed = await self._form(request)
-        if not signed:
-            return web.Response(status=403, text="invalid signature")
-        try:
-            message = parse_inbound(form)
-        except WebhookError as exc:
-            return self._bad(request, exc)
-        try:
-            await self.conversation.receive(message)
-        except StoreError as exc:
-            self.stats.store_errors += 1
-            log.error("inbound SMS not stored: %s", exc,
-                      extra={"message_sid": message.message_sid})
-            return web.Response(status=500, text="store unavailable")
-        except Exception:
-            self.stats.errors += 1
-            log.exception("inbound SMS failed",
-                          extra={"message_sid": message.message_sid})
-            return web.Response(status=500, text="internal error")
-        return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+        return await self._handle(request, parse_inbound, self.conversation.receive,
+                                  "inbound SMS", web.Response(text=EMPTY_TWIML,
+                                                              content_type="text/xml"))
 
     async def status(self, request: web.Request) -> web.Response:
         self.stats.status_callbacks += 1
+        return await self._handle(request, parse_status, self.conversation.status,
+                                  "status callback", web.Response(status=200, text=""))
+
+    async def _handle(self, request: web.Request, parse: Callable[[dict[str, str]], Any],
+                      act: Callable[[Any], Awaitable[object]], what: str,
+                      answer: web.Response) -> web.Response:
+        """Signature, parse, act: 403 forged, 400 malformed (counted by kind), 500 when
+        the store is down (Twilio retries), `answer` once the event is stored."""
         form, signed = await self._form(request)
         if not signed:
             return web.Response(status=403, text="invalid signature")
         try:
-            report = parse_status(form)
+            event = parse(form)
         except WebhookError as exc:
             return self._bad(request, exc)
         try:
-            await self.conversation.status(report)
+            await act(event)
         except StoreError as exc:
             self.stats.store_errors += 1
-            log.error("status callback not stored: %s", exc,
-                      extra={"message_sid": report.message_sid})
+            log.error("%s not stored: %s", what, exc,
+                      extra={"message_sid": event.message_sid})
             return web.Response(status=500, text="store unavailable")
         except Exception:
             self.stats.errors += 1
-            log.exception("status callback failed",
-                          extra={"message_sid": report.message_sid})
+            log.exception("%s failed", what, extra={"message_sid": event.message_sid})
             return web.Response(status=500, text="internal error")
-        return web.Response(status=200, text="")
+        return answer
