@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agents.memory import CallerMemory, recall
 
@@ -46,6 +46,9 @@ class CallContext:
     # The call's priority, safety line and capture answers (with a business only);
     # shared by the brain (its tools, the scripted questions) and the observers.
     flow: CallFlow | None = None
+    # The meeting booked on this call (`agents.booking` tools set it: start, end, zone,
+    # attendee, eventId, link); the dialer reports it in the outcome.
+    meeting: dict[str, Any] | None = None
     # An outbound call with a sales script: its stage follower (the keyless brain speaks
     # its lines; the realtime brain gets the script in its instructions). None otherwise.
     sales: SalesFollower | None = None
