@@ -29,11 +29,13 @@ from media.vad import make_engine
 from ops import metrics
 from ops.business import Businesses
 from ops.campaigns import Campaigns
+from ops.coach import Coaching
 from ops.config import Config
 from ops.dialer_metrics import DialerCollector
 from ops.messaging import Messaging
 from ops.persistence import Persistence
 from ops.reload import ConfigReloader
+from ops.sales import SalesCalls
 from store.artifacts import CallArtifacts
 from telephony.call import Call
 from telephony.calls import CallManager, CallObserver
@@ -105,14 +107,21 @@ class Runtime:
         self.dialer = DialerService(lambda: self.config.dialer, lambda: self.config.twilio,
                                     lambda: self.config.compliance, lambda: self.persistence.db,
                                     transcript_url=self.artifacts.transcript_url)
+        # Sales scripts: a job's `script` is checked against [sales]; each outbound call
+        # with one gets its follower (before the dialer's and the coach's observers run).
+        self.sales = SalesCalls(lambda: self.config, lambda: self.persistence.db)
+        self.dialer.dialer.scripts = lambda: self.config.sales.job_scripts(
+            self.config.dialer.scripts, self.config.dialer.default_script)
         # Businesses by called number: each caller turn triaged, the owner's texts.
         self.businesses = Businesses(lambda: self.config, lambda: self.messaging.conversation,
                                      lambda: self.persistence.db)
+        # The coach of each sales call ([coach] enabled): guidance into the live session.
+        self.coaching = Coaching(lambda: self.config, lambda: self.persistence.db)
         self.calls = CallManager(
             self.engine, self.brains.new_brain, self.brains.fallback_brain,
             config.server.max_calls,
-            observers=(self.persistence, self.transfers, self.dialer.observer,
-                       self.businesses),
+            observers=(self.persistence, self.transfers, self.sales, self.dialer.observer,
+                       self.businesses, self.coaching),
             recording_dir=recording_dir,
         )
         self.clock.register(self.calls.tick_recorders)
@@ -144,6 +153,7 @@ class Runtime:
         self.registry.register(self.messaging.collector())
         self.registry.register(self.campaigns.collector())
         self.registry.register(DialerCollector(self.dialer))
+        self.registry.register(self.coaching.collector())
         if self.livekit is not None:
             from ops.livekit_metrics import LiveKitCollector
 
@@ -203,6 +213,8 @@ class Runtime:
         for call in list(self.calls.active.values()):
             call.leg.hang_up("server shutting down")
             await self.calls.close(call, "server shutting down")
+        await self.sales.drain()  # the ended calls' sales summaries, while the db is open
+        await self.coaching.stop()  # the calls' coach summaries, while the db is open
         if self._spool_task is not None:
             self._spool_task.cancel()
             with contextlib.suppress(BaseException):

@@ -16,10 +16,13 @@ from typing import Any, Literal
 
 import msgspec
 
+from agents.booking.settings import BookingSettings
 from agents.business.settings import AlertSettings, BusinessSettings, validate_businesses
 from agents.chat.settings import SmsSettings
+from agents.coach.settings import CoachSettings
 from agents.compliance.settings import ComplianceSettings
 from agents.nlu.settings import NluSettings
+from agents.sales.settings import SalesSettings, anchor_paths
 from agents.settings import BrainSettings, OpenAISettings, ScriptedSettings
 from media.settings import MediaSettings, RecordingSettings, VadSettings
 from ops.api.settings import ApiSettings
@@ -41,7 +44,7 @@ ENV_ALIASES = {
 }
 SECRET_KEYS = {("twilio", "auth_token"), ("openai", "api_key"), ("sms", "llm_api_key"),
                ("email", "password"), ("livekit", "api_secret"), ("email", "unsubscribe_secret"),
-               ("artifacts", "secret_access_key")}
+               ("artifacts", "secret_access_key"), ("coach", "api_key")}
 
 
 class ConfigError(ValueError):
@@ -94,6 +97,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # `[[businesses]]`: one table per business; the called number picks one per call.
     businesses: list[BusinessSettings] = msgspec.field(default_factory=list)
     owner_alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
+    # `[sales]`: named sales scripts (TOML files) and the default one.
+    sales: SalesSettings = msgspec.field(default_factory=SalesSettings)
+    coach: CoachSettings = msgspec.field(default_factory=CoachSettings)
+    booking: BookingSettings = msgspec.field(default_factory=BookingSettings)
 
     def __post_init__(self) -> None:
         validate_businesses(self.businesses)
@@ -195,6 +202,8 @@ def load(path: str | os.PathLike[str] | None = None,
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            # Script paths count from the config file, not the working directory.
+            data = anchor_paths(data, Path(path).parent)
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:

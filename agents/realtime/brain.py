@@ -38,6 +38,7 @@ from agents.business.prompt import for_business
 from agents.realtime.breaker import CircuitBreaker, default_breaker
 from agents.realtime.protocol import RealtimeConversation, RealtimeUsage, SessionConfig
 from agents.realtime.stats import STATS, RealtimeStats, bump
+from agents.sales.render import for_sales
 from agents.settings import OpenAISettings
 from agents.tools import ToolContext, ToolRegistry, ToolRunner, build_registry
 from agents.tools.builtin import set_priority
@@ -169,6 +170,8 @@ class RealtimeBrain(Brain):
         config = SessionConfig.for_call(self.settings, context, self.registry.definitions())
         if context.business is not None:
             config = for_business(config, context.business, context.memory)
+        if context.sales is not None:  # a sales call: the script, its opening line
+            config = for_sales(config, context.sales)
         conversation = RealtimeConversation(
             config, output, clock=self._clock, call_sid=context.call_sid,
             on_first_audio=self._first_audio, stats=self.stats,
@@ -234,6 +237,11 @@ class RealtimeBrain(Brain):
             self.conversation.instruct_next(
                 "Life may be at risk. Before anything else, and before asking for any "
                 f"details, say this to the caller, word for word: {line}")
+            self._wake.set()
+
+    def coach_note(self, text: str) -> None:
+        if self.conversation is not None and not self._closing:
+            self.conversation.system_note(text)
             self._wake.set()
 
     async def close(self) -> None:

@@ -330,6 +330,11 @@ def user_text_item(text: str) -> dict[str, Any]:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
 
 
+def system_text_item(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "system",
+            "content": [{"type": "input_text", "text": text}]}
+
+
 def assistant_text_item(text: str) -> dict[str, Any]:
     return {
         "type": "message",

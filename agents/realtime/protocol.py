@@ -58,6 +58,8 @@ AudioFormat = Literal["audio/pcmu", "audio/pcm"]
 MIN_COMMIT_MS = 100
 # Items whose received audio length is remembered (for truncation).
 _ITEMS_REMEMBERED = 64
+# System notes (coach guidance) waiting for the response in flight to end; older are dropped.
+_NOTES_WAITING = 4
 # Error codes that are an expected race, not a fault.
 _BENIGN_ERRORS = frozenset({"response_cancel_not_active"})
 
@@ -290,6 +292,8 @@ class RealtimeConversation:
         self._tool_calls: list[ToolCall] = []
         # An instruction for the next response only (the life-safety line).
         self._next_instruction: str | None = None
+        # System notes not sent yet: they wait for the response in flight to end.
+        self._notes: deque[str] = deque(maxlen=_NOTES_WAITING)
         self._handlers: dict[type, Callable[[Any], None]] = {
             ev.ResponseOutputAudioDelta: self._on_audio_delta,
             ev.ResponseOutputAudioDone: self._on_audio_done,
@@ -341,6 +345,7 @@ class RealtimeConversation:
             self._reply = _Reply.OWED
         if self._replay:
             self._queue_audio(bytes(self._replay))
+        self._flush_notes()
         if self._reply is _Reply.OWED:
             self._reply = _Reply.NONE
             self._request_response()
@@ -526,6 +531,25 @@ class RealtimeConversation:
         self._turn_end_at = self._clock()
         self._request_response()
 
+    def system_note(self, text: str) -> None:
+        """Context for the model (the coach's guidance) as a `system` message item.
+
+        Never while the agent is mid-response: it waits for that response's
+        `response.done` (or a new connection) and is sent before any response asked
+        for meanwhile. It never asks for a response itself, and it is not replayed
+        after a reconnect (guidance goes stale; the coach sends fresh guidance).
+        """
+        if text.strip():
+            self._notes.append(text)
+            self._flush_notes()
+
+    def _flush_notes(self) -> None:
+        if self.state != "open" or self.responding:
+            return
+        while self._notes:
+            self._queue(ev.ConversationItemCreate(item=ev.system_text_item(self._notes.popleft())))
+            self._count("system_notes")
+
     def after_reply(self, action: Action) -> None:
         """Run `action` when the next response (the reply to a tool result) is done."""
         self._reply_actions.append(action)
@@ -685,6 +709,7 @@ class RealtimeConversation:
                         self.output.agent_audio_done(item_id)
             self._active = None
             self._run(active.actions)
+        self._flush_notes()
         if self._reply is _Reply.DEFERRED and not self.responding and self.state == "open":
             self._reply = _Reply.NONE
             self._send_create(self._want_actions)

@@ -10,7 +10,9 @@
 
 The script (TOML or JSON) picks a reply per request: the first rule whose
 `match` is a substring of the last user message (case-insensitive) wins, else
-`default_reply`. `reject_response_format = true` answers JSON mode with the 400
+`default_reply` — or, for a coach request (its system prompt is the coach's,
+`agents.coach.core`), `coach_reply`: valid guidance JSON unless the script says
+otherwise. `reject_response_format = true` answers JSON mode with the 400
 a server without it gives. A rule can also inject a fault instead of, or before, its
 reply: `delay_s`, an HTTP `status` (429 and 5xx come with the service's error
 body), a `malformed` body (not JSON), or `empty` content. Example:
@@ -30,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import sys
 import time
@@ -42,6 +45,24 @@ import msgspec
 from aiohttp import web
 
 log = logging.getLogger(__name__)
+
+# The checklist lines of a coach request: "- [ ] objective" (open) or "- [x] ..." (done).
+_CHECKLIST = re.compile(r"^- \[( |x)\] (.+)$", re.MULTILINE)
+
+
+def coach_guidance(user_text: str) -> str:
+    """Valid guidance for a coach request: the first open objective is marked done and the
+    next one becomes the next step, so each request moves the checklist on by one."""
+    items = _CHECKLIST.findall(user_text)
+    still = [text for mark, text in items if mark == " "]
+    done = still[:1]
+    following = still[1] if len(still) > 1 else "Close the call politely"
+    return msgspec.json.encode({
+        "objectives_done": done,
+        "next_step": f"Work on: {following}",
+        "say_next": "Would Tuesday at ten or Thursday at two work for a short call?",
+        "warning": "",
+    }).decode()
 
 # Request bodies kept for /debug/received; older ones are dropped.
 MAX_RECEIVED = 1000
@@ -72,6 +93,9 @@ class Script(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     chunk_chars: int = 12
     # Answer `response_format` with the 400 older or smaller servers give.
     reject_response_format: bool = False
+    # The answer to a coach request no rule matched (see `agents.coach.core`); empty:
+    # `coach_guidance`, which ticks off one objective of the request's checklist per request.
+    coach_reply: str = ""
 
 
 def load_script(path: str | Path) -> Script:
@@ -105,6 +129,14 @@ def _last_user_text(messages: Any) -> str:
     return ""
 
 
+def _is_coach(messages: list[Any]) -> bool:
+    from agents.coach.core import COACH_PROMPT_MARK
+
+    first = messages[0] if messages else None
+    return (isinstance(first, dict) and first.get("role") == "system"
+            and str(first.get("content", "")).startswith(COACH_PROMPT_MARK))
+
+
 class FakeLlm:
     """The fake's state: its script and what it received."""
 
@@ -112,11 +144,13 @@ class FakeLlm:
         self.script = script or Script()
         self.received: list[dict[str, Any]] = []
 
-    def pick(self, text: str) -> Rule:
+    def pick(self, text: str, *, coach: bool = False) -> Rule:
         low = text.lower()
         for rule in self.script.rules:
             if rule.match.lower() in low:
                 return rule
+        if coach:
+            return Rule(reply=self.script.coach_reply or coach_guidance(text))
         return Rule(reply=self.script.default_reply)
 
     def app(self) -> web.Application:
@@ -155,7 +189,7 @@ class FakeLlm:
                                    "with this model.")
             err["error"]["param"] = "response_format"
             return web.json_response(err, status=400)
-        rule = self.pick(_last_user_text(body["messages"]))
+        rule = self.pick(_last_user_text(body["messages"]), coach=_is_coach(body["messages"]))
         if rule.delay_s:
             await asyncio.sleep(rule.delay_s)
         if rule.status != 200:
