@@ -27,7 +27,9 @@ from media.clock import MediaClock
 from media.engine import MediaEngine
 from media.vad import make_engine
 from ops import metrics
+from ops.booking import Booking
 from ops.business import Businesses
+from ops.call_analysis import CallAnalyses
 from ops.campaigns import Campaigns
 from ops.coach import Coaching
 from ops.config import Config
@@ -117,10 +119,19 @@ class Runtime:
                                      lambda: self.persistence.db)
         # The coach of each sales call ([coach] enabled): guidance into the live session.
         self.coaching = Coaching(lambda: self.config, lambda: self.persistence.db)
+        # The calendar the booking tools and the /book link use ([booking]).
+        self.booking = Booking(lambda: self.config, lambda: self.persistence.db)
+        # Every call's analysis record at its end, and the owner's new-lead notice; before
+        # the transfer observer (it notes transfers) and after persistence (caller memory).
+        self.analyses = CallAnalyses(lambda: self.config, lambda: self.persistence.db,
+                                     lambda: self.messaging.conversation,
+                                     lambda: self.campaigns.email_sender,
+                                     dial_live=self.dialer.observer.live.get)
         self.calls = CallManager(
             self.engine, self.brains.new_brain, self.brains.fallback_brain,
             config.server.max_calls,
-            observers=(self.persistence, self.transfers, self.sales, self.dialer.observer,
+            observers=(self.persistence, self.analyses, self.transfers, self.sales,
+                       self.dialer.observer,
                        self.businesses, self.coaching),
             recording_dir=recording_dir,
         )
@@ -173,10 +184,12 @@ class Runtime:
             )
         self.calls.max_calls = new.server.max_calls
         self.brains.configure()
+        self.booking.configure()
 
     async def start(self, app: web.Application) -> None:
         # First, so an unreachable database stops the server before it takes calls.
         await self.persistence.start()
+        await self.booking.start()
         await self.messaging.start()
         await self.campaigns.start()
         # The keyless brain is also every call's fallback: its prompts must be ready.
@@ -215,11 +228,13 @@ class Runtime:
             await self.calls.close(call, "server shutting down")
         await self.sales.drain()  # the ended calls' sales summaries, while the db is open
         await self.coaching.stop()  # the calls' coach summaries, while the db is open
+        await self.booking.stop()
         if self._spool_task is not None:
             self._spool_task.cancel()
             with contextlib.suppress(BaseException):
                 await self._spool_task
         await self.artifacts.aclose()  # the last calls' artifacts, while the db is open
+        await self.analyses.stop()  # the last calls' analyses, while the db is open
         await self.persistence.stop()  # after the calls, so their ends are written
         await self.reloader.stop()
         await self.clock.stop()
@@ -300,6 +315,7 @@ def build_app(config: Config, config_path: str | None = None) -> web.Application
     runtime.campaigns.add_to(app)
     runtime.dialer.routes.add_to(app)
     runtime.businesses.add_to(app)
+    runtime.booking.add_to(app)
     from ops.api.server import mount as mount_api
 
     mount_api(app, runtime)

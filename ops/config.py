@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from agents.analysis.settings import AnalysisSettings
 from agents.booking.settings import BookingSettings
 from agents.business.settings import AlertSettings, BusinessSettings, validate_businesses
 from agents.chat.settings import SmsSettings
@@ -44,7 +45,8 @@ ENV_ALIASES = {
 }
 SECRET_KEYS = {("twilio", "auth_token"), ("openai", "api_key"), ("sms", "llm_api_key"),
                ("email", "password"), ("livekit", "api_secret"), ("email", "unsubscribe_secret"),
-               ("artifacts", "secret_access_key"), ("coach", "api_key")}
+               ("artifacts", "secret_access_key"), ("coach", "api_key"),
+               ("booking", "link_secret"), ("analysis", "summary_api_key")}
 
 
 class ConfigError(ValueError):
@@ -101,6 +103,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     sales: SalesSettings = msgspec.field(default_factory=SalesSettings)
     coach: CoachSettings = msgspec.field(default_factory=CoachSettings)
     booking: BookingSettings = msgspec.field(default_factory=BookingSettings)
+    # `[analysis]`: the end-of-call record and the owner's new-lead notice.
+    analysis: AnalysisSettings = msgspec.field(default_factory=AnalysisSettings)
 
     def __post_init__(self) -> None:
         validate_businesses(self.businesses)
@@ -218,4 +222,8 @@ def masked(config: Config) -> dict[str, Any]:
         value = data[section][key]
         if value:
             data[section][key] = value[:4] + "…" if len(value) > 12 else "***"
+    google = data["booking"]["google"]  # a nested table: its secrets by name
+    for key in ("client_secret", "refresh_token"):
+        if google[key]:
+            google[key] = "***"
     return data
