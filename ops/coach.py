@@ -35,28 +35,23 @@ log = logging.getLogger("leadline.coach")
 MAX_REPLY_TOKENS = 400
 
 
-def script_for(call: Call, settings: CoachSettings) -> tuple[str, list[str]]:
-    """(script text, objectives) of the call: its sales script's when `agents.sales`
-    knows it, else no text and `[coach] objectives`."""
-    objectives = list(settings.objectives)
+def script_for(call: Call, config: Config) -> tuple[str, list[str]]:
+    """(script text, objectives) of the call: its sales script's (`context.sales`, set by
+    `ops.sales` from the dialer's `Script` parameter; an inbound call coached with
+    `[coach] inbound` gets `[sales]`'s default script), else `[coach] objectives`."""
+    fallback = list(config.coach.objectives)
+    sales = call.context.sales
     try:
-        from agents.sales import script as sales
-    except ImportError:
-        return "", objectives
-    try:
-        script = sales.builtin_script()
+        from agents.sales.render import render_script
+
+        if sales is not None:
+            script, contact = sales.script, sales.contact
+        else:
+            script, contact = config.sales.script(None), {"phone": call.context.from_number}
+        return render_script(script, contact), list(script.objectives) or fallback
     except Exception:
-        log.exception("the sales script could not be loaded for the coach",
-                      extra={"call_sid": call.call_sid})
-        return "", objectives
-    render = getattr(sales, "script_text", None)
-    text = ""
-    if callable(render):
-        try:
-            text = str(render(script, dict(call.context.parameters)))
-        except Exception:
-            log.exception("sales script text failed", extra={"call_sid": call.call_sid})
-    return text, list(script.objectives) or objectives
+        log.exception("no sales script for the coach", extra={"call_sid": call.call_sid})
+        return "", fallback
 
 
 class Coaching(CallObserver):
@@ -90,7 +85,7 @@ class Coaching(CallObserver):
     def is_sales_call(call: Call, s: CoachSettings) -> bool:
         ctx = call.context
         if ctx.direction == "outbound":
-            return bool(ctx.parameters.get("Script"))
+            return ctx.sales is not None or bool(ctx.parameters.get("Script"))
         return s.inbound
 
     # -- CallObserver ------------------------------------------------------------
@@ -99,7 +94,7 @@ class Coaching(CallObserver):
         s = self._config().coach
         if not s.enabled or not self.is_sales_call(call, s):
             return
-        script_text, objectives = script_for(call, s)
+        script_text, objectives = script_for(call, self._config())
         schedule = self.schedule()
         core = CoachCore(objectives=objectives, script_text=script_text,
                          interval_s=s.interval_s, clock=schedule.now,
