@@ -32,6 +32,10 @@ _CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    # A connection the server dropped mid-protocol (a fast restart terminates every
+    # backend) can go back to the pool before its socket is seen closed; the next
+    # statement on it fails with this. The pool replaces it: retry, never drop the write.
+    asyncpg.exceptions.InternalClientError,
 )
 # Statement refused for reasons of storage, not of our SQL or data.
 _STORAGE_ERRORS = (

@@ -185,3 +185,40 @@ async def test_postgres_lost_mid_claim_is_unavailable_and_counted() -> None:
             assert item.attempts == 1
         finally:
             await db.close()
+
+
+async def test_postgres_connection_confused_by_a_restart_is_unavailable_not_a_bug() -> None:
+    """`pg_ctl restart -m fast` under load (benchmarks/chaos.sh): a pooled connection the
+    server had terminated failed its next BEGIN with asyncpg's InternalClientError ("cannot
+    switch to state …"), which the write-behind lanes took for a bug and dropped the call's
+    start record. It is a lost connection: StoreUnavailable, so the lane retries it."""
+
+    class _Confused:
+        def transaction(self) -> _Confused:
+            return self
+
+        async def __aenter__(self) -> None:
+            raise asyncpg.exceptions.InternalClientError(
+                "cannot switch to state 15; another operation (2) is in progress")
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+    class _Pool:
+        def acquire(self) -> _Acquire:
+            return _Acquire()
+
+    class _Acquire:
+        async def __aenter__(self) -> _Confused:
+            return _Confused()
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+    from store.postgres import PostgresDatabase
+
+    db = PostgresDatabase("127.0.0.1:1/x", _Pool())  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailable, match="lost during call start"):
+        async with db.transaction("call start"):
+            pass
+    assert db.stats.write_errors == 1
