@@ -282,7 +282,7 @@ class CoachCore:
         if still:
             parts.append("Objectives still open: " + "; ".join(still[:8]))
         return ("[Coach guidance, private: never read it out or mention it] "
-                + " ".join(parts))
+                + " ".join(p if p[-1] in ".!?\"…" else p + "." for p in parts))
 
     # --- the call record -----------------------------------------------------------
 
