@@ -137,6 +137,9 @@ class Call(BrainOutput):
         self.transcript_tail: list[tuple[Role, str]] = []
         self.send_failures = 0
         self.recorder: CallRecorder | None = None
+        # An observer's look at the caller's frames (the dialer's machine detection,
+        # for the first seconds only): one attribute test per frame while it is None.
+        self.audio_tap: Callable[[bytes], None] | None = None
         # Turn latency bookkeeping (monotonic s; 0.0 = nothing pending). Between
         # a commit and the brain's first audio `_turn_end_at` is set; between
         # that audio and its first frame sent, `_frame_due` is. send_media reads
@@ -194,6 +197,9 @@ class Call(BrainOutput):
         self.brain.push_audio(ulaw)
         if self.recorder is not None:
             self.recorder.caller(ulaw)
+        tap = self.audio_tap
+        if tap is not None:
+            tap(ulaw)
 
     def caller_dtmf(self, digit: str) -> None:
         self.brain.dtmf(digit)

@@ -6,7 +6,7 @@ MachineDetection, AsyncAmd, AsyncAmdStatusCallback) answers 201 with the call re
 or Twilio's error JSON (20003 authenticate, 21201 no To, 21212 bad From, 21205 no
 Twiml/Url, and scripted `faults`: an HTTP status with a code, or a hang past the client's
 timeout). `POST .../Calls/{CallSid}.json` with `<Hangup/>` TwiML or `Status=completed`
-ends a live call.
+ends a live call; `GET .../Calls/{CallSid}.json` reads its status.
 
 Then the callee, per its script (TOML, by number, with a default): the status callbacks
 signed with the auth token like Twilio's (initiated, ringing, answered → in-progress,
@@ -76,6 +76,10 @@ class Callee(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # After answering, when the AMD verdict is posted (human/silence; a machine's comes
     # at the end of its greeting).
     amd_after_ms: int = 600
+    # The AnsweredBy Twilio posts; empty: what `answer` implies (human, unknown, or
+    # machine_end_beep at the end of a machine's greeting). "unknown" on a machine or a
+    # person is Twilio unable to tell, which our own detector then decides.
+    amd: str = ""
     # The agent's silence that counts as "your turn" before the callee speaks.
     quiet_s: float = 1.0
     # Longest the callee stays on the line.
@@ -219,6 +223,7 @@ class FakeTwilio:
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls.json", self.create_call)
         app.router.add_get("/2010-04-01/Accounts/{account}/Calls.json", self.list_calls)
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{call}.json", self.update_call)
+        app.router.add_get("/2010-04-01/Accounts/{account}/Calls/{call}.json", self.fetch_call)
         return app
 
     async def start(self, port: int = 0) -> FakeTwilio:
@@ -308,6 +313,15 @@ class FakeTwilio:
             "page_size": size, "start": 0, "end": max(0, min(size, len(found)) - 1),
             "uri": uri, "first_page_uri": uri, "next_page_uri": None,
             "previous_page_uri": None})
+
+    async def fetch_call(self, request: web.Request) -> web.Response:
+        """`GET Calls/{CallSid}.json`: the call resource with its status now."""
+        if not self._authorised(request):
+            return self._error(401, 20003, "Authenticate")
+        call = self.calls.get(request.match_info["call"])
+        if call is None:
+            return self._error(404, 20404, "The requested resource was not found")
+        return web.json_response(self._call_json(call))
 
     async def update_call(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
@@ -492,7 +506,7 @@ class FakeTwilio:
                 await ws.send_str(side.mark(name).decode())
             if amd_due is not None and t >= amd_due:
                 amd_due = None
-                verdict = "human" if c.answer == "human" else "unknown"
+                verdict = c.amd or ("human" if c.answer == "human" else "unknown")
                 self._spawn(self._amd(call, verdict))
             if pos >= len(audio):
                 if audio:  # just finished saying something
@@ -500,7 +514,7 @@ class FakeTwilio:
                     waiting_since = t
                     responses_before = playout.responses
                     if c.answer == "machine":
-                        self._spawn(self._amd(call, "machine_end_beep"))
+                        self._spawn(self._amd(call, c.amd or "machine_end_beep"))
                 answered = playout.responses > responses_before and \
                     playout.idle_for(t) >= c.quiet_s
                 ready = c.answer == "machine" or answered

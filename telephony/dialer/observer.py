@@ -11,7 +11,9 @@ stream's start message. What it does:
   its presses are played in-band on the call (Twilio cannot inject DTMF into a live
   stream), and a menu it gives up on ends the call as `ivr_failed`;
 - an answering machine (AMD `machine_end_*`, from `/twilio/amd`) gets the configured
-  voicemail message after the beep, then the call is hung up;
+  voicemail message after the beep, then the call is hung up; where the carrier cannot
+  tell (LiveKit has no AMD, Twilio says `unknown`) our own detector on the callee's
+  first seconds (`telephony.dialer.amd`) gives the same verdicts;
 - when the call ends, its outcome and detail go to the dial row, and the worker
   holding the job is woken.
 
@@ -34,6 +36,7 @@ from agents.nlu.ivr import IvrNavigator
 from agents.tts import synthesize_ulaw_async
 from telephony.call import Call
 from telephony.calls import CallObserver
+from telephony.dialer.amd import OwnAmd
 from telephony.dialer.jobs import fill_template
 from telephony.dialer.outcome import MACHINE_ANSWERS, Conversation
 from telephony.dialer.settings import DialerSettings
@@ -52,6 +55,7 @@ class _Live:
     answered_by: str | None = None
     speaking: bool = False
     ivr: IvrNavigator | None = None
+    own_amd: OwnAmd | None = None
 
 
 async def _espeak(text: str) -> bytes:
@@ -76,6 +80,8 @@ class OutboundCalls(CallObserver):
         self.late_amd = 0
         self.errors = 0
         self.ivr_presses = 0
+        # Verdicts of our own detector acted upon, by Twilio's name for them.
+        self.own_amd_verdicts: dict[str, int] = {}
         self._ivr_timer: asyncio.Task[None] | None = None
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
@@ -102,12 +108,46 @@ class OutboundCalls(CallObserver):
 
     def call_started(self, call: Call) -> None:
         if call.context.direction == "outbound" and call.context.parameters.get("DialKey"):
-            self.live[call.call_sid] = _Live(call, ivr=IvrNavigator(clock=time.monotonic))
+            # The call's script (set by the sales observer, registered before this one)
+            # decides which objection tags the outcome records.
+            sales = call.context.sales
+            live = self.live[call.call_sid] = _Live(
+                call, Conversation(sales.script if sales is not None else None),
+                ivr=IvrNavigator(clock=time.monotonic))
+            # Our own machine detection: acted upon at once where there is no carrier AMD
+            # (LiveKit), else only once Twilio's says `unknown`.
+            sid = call.call_sid
+            live.own_amd = OwnAmd(lambda answered_by: self._own_verdict(sid, answered_by),
+                                  armed=call.context.parameters.get("Via") == "livekit")
+            call.audio_tap = self._tap(live)
+
+    def _tap(self, live: _Live) -> Callable[[bytes], None]:
+        own = live.own_amd
+        assert own is not None
+        call = live.call
+
+        def tap(frame: bytes) -> None:
+            own.frame(frame)
+            if not own.listening:
+                call.audio_tap = None  # done: the hot path is back to one test
+
+        return tap
+
+    def _own_verdict(self, call_sid: str, answered_by: str) -> None:
+        live = self.live.get(call_sid)
+        if live is None:
+            return
+        self.own_amd_verdicts[answered_by] = self.own_amd_verdicts.get(answered_by, 0) + 1
+        if live.answered_by in (None, "unknown"):
+            live.answered_by = answered_by
+        self._act_on_answer(live, answered_by)
 
     def transcript(self, call: Call, role: str, text: str) -> None:
         live = self.live.get(call.call_sid)
         if live is None or role != "caller":
             return
+        if live.own_amd is not None:
+            live.own_amd.transcript(text)
         if live.conversation.heard(text) == "do_not_call":
             self._spawn(self._record_dnc(call, text), "dnc")
             self._spawn(self._say_and_hang_up(live, GOODBYE_DNC, "do not call"), "goodbye")
@@ -148,6 +188,8 @@ class OutboundCalls(CallObserver):
             return
         if call.end_reason == "voicemail left" or call.hangup_reason == "voicemail left":
             live.conversation.voicemail_left = True
+        if call.context.meeting is not None:
+            live.conversation.booked_event = dict(call.context.meeting)
         outcome = live.conversation.outcome(live.answered_by)
         detail = live.conversation.detail(live.answered_by)
         detail["transcriptUrl"] = self._transcript_url(call.call_sid)
@@ -162,6 +204,17 @@ class OutboundCalls(CallObserver):
             self.late_amd += 1
             return False
         live.answered_by = live.answered_by or answered_by
+        own = live.own_amd
+        if own is not None:
+            if answered_by == "unknown":
+                own.arm()  # ours decides (it may have already: acted on now)
+                return True
+            own.listening = False  # Twilio could tell: ours is not needed
+            live.call.audio_tap = None
+        self._act_on_answer(live, answered_by)
+        return True
+
+    def _act_on_answer(self, live: _Live, answered_by: str) -> None:
         if answered_by in MACHINE_ANSWERS and not live.speaking:
             params = live.call.context.parameters
             text = fill_template(self._settings().voicemail_message, {
@@ -173,7 +226,6 @@ class OutboundCalls(CallObserver):
             self._spawn(self._say_and_hang_up(live, text, "voicemail left"), "voicemail")
         elif answered_by == "fax":
             live.call.end_call("fax answered")
-        return True
 
     # -- actions --------------------------------------------------------------------
 

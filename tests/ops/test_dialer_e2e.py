@@ -39,8 +39,10 @@ from tests.telephony.dialer.rig import (
     IVR_STUCK,
     LONG,
     MACHINE,
+    MACHINE_UNKNOWN,
     NOANSWER,
     NOON_PT,
+    NOT_AVAILABLE,
     Rig,
     contact,
     make_rig,
@@ -180,6 +182,36 @@ async def test_machine_gets_the_voicemail(rig: Rig) -> None:
     assert call.closed_by_server  # we hung up after the message
     assert ("amd", "machine_end_beep", 204) in call.callbacks
     assert rig.server.runtime.dialer.observer.voicemails_left == 1
+
+
+async def test_amd_unknown_our_detector_hears_the_beep_and_leaves_the_message(
+        rig: Rig) -> None:
+    """Twilio's AMD says `unknown`: our own detector, fed the callee's audio since the
+    answer, found the beep; the message is left after it and the call hung up."""
+    job = await rig.add(contact(MACHINE_UNKNOWN))
+    done = await rig.finished(job.id)
+    assert done.returnvalue["outcome"] == "voicemail_left", done.returnvalue
+    call = rig.twilio.calls[done.returnvalue["callSid"]]
+    assert ("amd", "unknown", 204) in call.callbacks
+    assert call.closed_by_server
+    observer = rig.server.runtime.dialer.observer
+    assert observer.own_amd_verdicts.get("machine_end_beep") == 1, observer.own_amd_verdicts
+    assert observer.voicemails_left == 1
+
+
+async def test_a_person_saying_he_is_not_available_is_no_machine(rig: Rig) -> None:
+    """AMD `unknown`, and the person says a line recorders say too: our detector takes
+    the short turn for a person; no voicemail is left, the call is a conversation."""
+    job = await rig.add(contact(NOT_AVAILABLE))
+    done = await rig.finished(job.id)
+    assert done.returnvalue["outcome"] != "voicemail_left", done.returnvalue
+    call = rig.twilio.calls[done.returnvalue["callSid"]]
+    assert ("amd", "unknown", 204) in call.callbacks and call.lines_said == 1
+    observer = rig.server.runtime.dialer.observer
+    assert observer.voicemails_left == 0
+    assert observer.own_amd_verdicts.get("human") == 1, observer.own_amd_verdicts
+    assert "machine_end_beep" not in observer.own_amd_verdicts
+    assert "machine_end_silence" not in observer.own_amd_verdicts
 
 
 @pytest.mark.parametrize(("phone", "outcome"), [(BUSY, "busy"), (NOANSWER, "no_answer")])

@@ -37,6 +37,10 @@ BOOKER = "+14155552676"
 IVR = "+14155552677"
 # A phone menu whose option ("9") the agent does not find.
 IVR_STUCK = "+14155552678"
+# A machine Twilio's AMD cannot tell ("unknown"): our own detector hears the beep.
+MACHINE_UNKNOWN = "+14155552679"
+# A person Twilio's AMD cannot tell, who says what recorders say too.
+NOT_AVAILABLE = "+14155552680"
 NOON_PT = datetime(2026, 3, 3, 20, 0, tzinfo=UTC)  # Tuesday 12:00 in California
 
 
@@ -76,6 +80,9 @@ async def make_rig(tmp_path: Path, env: dict[str, str] | None = None) -> AsyncIt
     script = CalleeScript(numbers={
         HUMAN: Callee(answer="human", lines=["Hello, front desk."], max_s=20),
         MACHINE: Callee(answer="machine", max_s=25),
+        MACHINE_UNKNOWN: Callee(answer="machine", amd="unknown", max_s=25),
+        NOT_AVAILABLE: Callee(answer="human", amd="unknown", max_s=20,
+                              lines=["He is not available right now."]),
         BUSY: Callee(answer="busy"),
         NOANSWER: Callee(answer="no-answer"),
         IVR_STUCK: Callee(answer="ivr", ivr_digit="9", ivr_repeats=2, max_s=45),

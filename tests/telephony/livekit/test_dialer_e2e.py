@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,6 +28,8 @@ pytestmark = pytest.mark.e2e
 
 BUSY = "+14155553001"
 DOWN = "+14155553002"
+MACHINE = "+14155553003"
+GREETING = "Hi, you have reached Bay Dental. Please leave a message after the tone."
 
 
 @dataclass
@@ -35,6 +38,24 @@ class LkRig:
     twirp: FakeLiveKit
     rooms: list[FakeRoom]
     placer: LiveKitPlacer
+
+
+def _beep48(ms: int = 400, hz: float = 1000.0) -> bytes:
+    t = np.arange(48000 * ms // 1000) / 48000
+    return (9000 * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+
+
+async def _machine(room: FakeRoom) -> None:
+    """A recorder: its greeting, the beep, then it records until the agent hangs up."""
+    await asyncio.sleep(0.3)
+    speech = resample(ulaw.decode(speech_ulaw(GREETING)), 8000, 48000)
+    await room.say(speech + _beep48())
+    room.recording_from_ms = room.heard_ms()  # type: ignore[attr-defined]
+    for _ in range(150):  # 30 s at most
+        if room.disconnected:
+            return
+        await room.silence(200)
+    room.set_status("hangup")
 
 
 async def _callee(room: FakeRoom) -> None:
@@ -63,7 +84,8 @@ async def lk(tmp_path: Path) -> AsyncIterator[LkRig]:
     async def answered(request: object) -> None:
         room = rooms[-1]
         room.set_status("active")
-        task = asyncio.get_running_loop().create_task(_callee(room))
+        play = _machine if getattr(request, "sip_call_to", "") == MACHINE else _callee
+        task = asyncio.get_running_loop().create_task(play(room))
         tasks.add(task)
 
     twirp.on_answer = answered  # type: ignore[assignment]
@@ -103,6 +125,22 @@ async def test_a_livekit_job_is_dialed_talked_to_and_reported(lk: LkRig) -> None
     record = await db.get_dial_by_call_sid(value["callSid"])
     assert record.status == "completed" and record.answered_at is not None
     assert record.media_ended_at is not None and record.job_id == job.id
+
+
+async def test_a_machine_on_livekit_gets_the_message_after_its_beep(lk: LkRig) -> None:
+    """LiveKit has no AMD: our own detector, armed from the answer, hears the beep in
+    the room's audio; the voicemail is spoken after it and the room hung up."""
+    job = await lk.rig.add({**contact(MACHINE), "via": "livekit"})
+    done = await lk.rig.finished(job.id)
+    assert done.returnvalue["outcome"] == "voicemail_left", done.returnvalue
+    observer = lk.rig.server.runtime.dialer.observer
+    assert observer.own_amd_verdicts.get("machine_end_beep") == 1, observer.own_amd_verdicts
+    room = lk.rooms[0]
+    assert room.disconnected  # we hung up: the room went, the recorder did not hang up
+    # The message was heard by the recorder: more than a second of agent audio after
+    # the beep (the message, not the tail of a greeting cut short).
+    after_beep_ms = room.heard_ms() - room.recording_from_ms  # type: ignore[attr-defined]
+    assert after_beep_ms > 1500, after_beep_ms
 
 
 async def test_busy_is_an_outcome_and_livekit_down_fails_the_attempt(lk: LkRig) -> None:
