@@ -24,6 +24,7 @@ from agents.memory import CallerMemory, recall
 if TYPE_CHECKING:
     from agents.business.flow import CallFlow
     from agents.business.settings import BusinessSettings
+    from agents.coach.core import CoachCore
     from agents.sales.follower import SalesFollower
 
 Role = Literal["caller", "agent"]
@@ -52,6 +53,9 @@ class CallContext:
     # An outbound call with a sales script: its stage follower (the keyless brain speaks
     # its lines; the realtime brain gets the script in its instructions). None otherwise.
     sales: SalesFollower | None = None
+    # A coached sales call ([coach]): the coach's objectives checklist and counts, which
+    # the dialer records in the call's detail at the end (`CoachCore.summary()`).
+    coach: CoachCore | None = None
 
     @property
     def memory(self) -> CallerMemory:

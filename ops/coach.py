@@ -103,6 +103,8 @@ class Coaching(CallObserver):
         task = CoachTask(core, self._client(s), lambda note: call.brain.coach_note(note),
                          timeout_s=s.timeout_s, schedule=schedule, call_sid=call.call_sid)
         self.live[call] = task
+        # The dialer reads it at the end: the objectives go into the dial's detail.
+        call.context.coach = core
         call.spawn(task.run(), "coach")
 
     def transcript(self, call: Call, role: Role, text: str) -> None:

@@ -193,6 +193,8 @@ class OutboundCalls(CallObserver):
         outcome = live.conversation.outcome(live.answered_by)
         detail = live.conversation.detail(live.answered_by)
         detail["transcriptUrl"] = self._transcript_url(call.call_sid)
+        if call.context.coach is not None:  # the coach's objectives, done and open
+            detail["coach"] = call.context.coach.summary()
         self._spawn(self._finish(call.call_sid, outcome, detail), "finish")
 
     # -- AMD ----------------------------------------------------------------------------
