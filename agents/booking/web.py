@@ -6,7 +6,7 @@ No JavaScript and no cookies: the form carries a signed, hour-long form token
 re-checked against the calendar when it is booked (a stale page gets the new slots and a
 409), the email is validated, every field is bounded. Slots are shown in the calendar's
 zone, or in `?tz=<IANA zone>` when the link names one (a drip can add the lead's zone).
-A double submit books once (the idempotency key is the link, slot and email).
+A second submit of a slot just booked is answered 409 with the slots still free.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from typing import Any
 
 from agents.compliance.consent import classify_consent
 from agents.nlu.intents import classify_intent, normalise
+from agents.sales.objections import find_objections
+from agents.sales.script import SalesScript
 
 MACHINE_ANSWERS = frozenset({"machine_end_beep", "machine_end_silence", "machine_end_other"})
 # Twilio's final statuses for a call nobody answered, and the outcome each is.
@@ -33,8 +35,6 @@ def _tables() -> dict[str, Any]:
     return {
         "callback": tuple(normalise(p) for p in data["callback"]["phrases"]),
         "ivr": tuple(re.compile(p) for p in data["ivr"]["patterns"]),
-        "objections": {tag: tuple(normalise(w) for w in words)
-                       for tag, words in data["objections"].items()},
     }
 
 
@@ -50,15 +50,20 @@ def status_outcome(status: str) -> str | None:
 class Conversation:
     """The callee's side of one answered call, folded into an outcome as it goes."""
 
-    __slots__ = ("booked", "callback", "decline", "do_not_call", "ivr_failed", "ivr_menus",
-                 "meeting", "objections", "turns", "voicemail_left")
+    __slots__ = ("booked", "booked_event", "callback", "decline", "do_not_call", "ivr_failed",
+                 "ivr_menus", "meeting", "objections", "script", "turns", "voicemail_left")
 
-    def __init__(self) -> None:
+    def __init__(self, script: SalesScript | None = None) -> None:
+        # The call's sales script: its objection triggers are the tags recorded (None: the
+        # built-in script's), the same table the agent answered the objections from.
+        self.script = script
         self.turns = 0
         self.do_not_call = False
         self.booked = False
         self.callback = False
         self.meeting: str | None = None
+        # The meeting a booking tool created (start, end, zone, attendee, eventId, link).
+        self.booked_event: dict[str, Any] | None = None
         self.decline: str | None = None
         self.objections: list[str] = []
         self.voicemail_left = False
@@ -82,8 +87,8 @@ class Conversation:
         if any(p.search(norm) for p in tables["ivr"]):
             self.ivr_menus += 1
             return None
-        for tag, words in tables["objections"].items():
-            if tag not in self.objections and any(_contains(norm, w) for w in words):
+        for tag in find_objections(text, self.script):
+            if tag not in self.objections:
                 self.objections.append(tag)
         if any(_contains(norm, p) for p in tables["callback"]):
             self.callback = True
@@ -105,7 +110,7 @@ class Conversation:
             return "voicemail_left" if self.voicemail_left else "failed"
         if self.ivr_failed or (self.ivr_menus and self.turns == self.ivr_menus):
             return "ivr_failed"  # only ever a menu: no person was reached
-        if self.booked:
+        if self.booked or self.booked_event is not None:
             return "meeting_booked"
         if self.callback:
             return "callback_requested"
@@ -118,7 +123,10 @@ class Conversation:
     def detail(self, answered_by: str | None) -> dict[str, Any]:
         outcome = self.outcome(answered_by)
         return {
-            "meeting": {"request": self.meeting} if outcome == "meeting_booked" else None,
+            # "request" (the callee's words) stays for older producers; a booking tool's
+            # event adds start, end, zone, attendee, eventId and link.
+            "meeting": {"request": self.meeting, **(self.booked_event or {})}
+            if outcome == "meeting_booked" else None,
             "declineReason": self.decline if outcome == "declined" else None,
             "objections": list(self.objections),
         }
