@@ -7,7 +7,8 @@ next (or None). The order of the checks is the order of a careful caller's prior
 1. the callee revoked consent ("don't call me again"): say nothing here — the dialer's
    observer puts the number on the DNC list and says the goodbye — and stop;
 2. "are you a robot?": the script's AI disclosure, at once, whatever the stage;
-3. an objection: its handling line (the key is recorded once, in order);
+3. an objection: its handling line (the key is recorded once, in order; one is answered
+   at most twice);
 4. a plain no ("not interested", "wrong number"): the script's `declined` line, done;
 5. an interest signal (`schedule_when.signals`) from `schedule_when.after` on: jump to
    the schedule stage;
@@ -34,7 +35,7 @@ DECLINE_INTENTS = {"not_interested": None, "wrong_number": "wrong number"}
 class SalesFollower:
     """One call's place in its script (see the module docstring)."""
 
-    __slots__ = ("_values", "contact", "decline_reason", "done", "name",
+    __slots__ = ("_answered", "_values", "contact", "decline_reason", "done", "name",
                  "objections", "script", "stage", "turns")
 
     def __init__(self, script: SalesScript, contact: Mapping[str, object] | None = None,
@@ -48,6 +49,7 @@ class SalesFollower:
         self.decline_reason: str | None = None
         self.done = False
         self.turns = 0
+        self._answered: dict[str, int] = {}
 
     # -- what to say --------------------------------------------------------------
 
@@ -90,22 +92,20 @@ class SalesFollower:
         if asks_if_ai(text):
             return self.disclosure()
         raised = find_objections(text, self.script)
-        new = [key for key in raised if key not in self.objections]
-        self.objections.extend(new)
+        self.objections.extend(key for key in raised if key not in self.objections)
         intent = classify_intent(text).intent
-        if new:
-            objection = self.script.objection(new[0])
-            if objection is not None:
+        # An objection is answered (a repeated one once more); one answered twice already
+        # and said again with a no is the decline it sounds like.
+        for key in raised:
+            objection = self.script.objection(key)
+            if objection is not None and self._answered.get(key, 0) < 2:
+                self._answered[key] = self._answered.get(key, 0) + 1
                 return self.say(objection.handling)
         if intent in DECLINE_INTENTS:
             self.done = True
             self.stage = "close"
             self.decline_reason = DECLINE_INTENTS[intent] or " ".join(text.split())[:300]
             return self.say(self.script.declined)
-        if raised:  # an objection raised again: answer it again
-            objection = self.script.objection(raised[0])
-            if objection is not None:
-                return self.say(objection.handling)
         order = STAGES.index(self.stage)
         when = self.script.schedule_when
         if (order >= STAGES.index(when.after) and order < STAGES.index("schedule")

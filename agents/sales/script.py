@@ -207,8 +207,11 @@ def _validation_message(exc: msgspec.ValidationError) -> str:
 
 
 def parse_script(text: str, origin: str = "<script>", *,
-                 builtin: SalesScript | None = None) -> SalesScript:
-    """A script from TOML text; ScriptError names what is wrong and where."""
+                 builtin: SalesScript | None = None, inherit: bool = True) -> SalesScript:
+    """A script from TOML text; ScriptError names what is wrong and where. Objections
+    without triggers take the built-in script's for their key (`inherit`)."""
+    if builtin is None and inherit:
+        builtin = builtin_script()
     if len(text.encode("utf-8", "replace")) > MAX_SCRIPT_BYTES:
         raise ScriptError(f"{origin}: larger than {MAX_SCRIPT_BYTES} bytes")
     try:
@@ -226,7 +229,7 @@ def parse_script(text: str, origin: str = "<script>", *,
 def builtin_script() -> SalesScript:
     """The script every server has under the name "default" (unless config replaces it)."""
     text = resources.files(__package__).joinpath("scripts/default.toml").read_text("utf-8")
-    return parse_script(text, "agents/sales/scripts/default.toml")
+    return parse_script(text, "agents/sales/scripts/default.toml", inherit=False)
 
 
 _loaded: dict[str, tuple[tuple[int, int], SalesScript]] = {}
@@ -246,7 +249,7 @@ def load_script(path: str | os.PathLike[str]) -> SalesScript:
         raise ScriptError(f"sales script not found: {p}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScriptError(f"{p}: cannot read: {exc}") from None
-    script = parse_script(text, str(p), builtin=builtin_script())
+    script = parse_script(text, str(p))
     if len(_loaded) > 256:
         _loaded.clear()
     _loaded[str(p)] = (stamp, script)

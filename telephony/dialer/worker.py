@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -33,10 +34,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from agents.compliance.engine import Decision
-from store.dialer_models import DialRecord
+from store.dialer_models import TERMINAL_STATUSES, DialRecord
 from telephony.dialer.jobs import CallJob, JobRejected, parse_job
 from telephony.dialer.leg import DialFailed, DialRequest
-from telephony.dialer.outcome import returnvalue
+from telephony.dialer.outcome import returnvalue, status_outcome
 from telephony.dialer.settings import DialerSettings
 
 log = logging.getLogger("leadline.dialer")
@@ -46,6 +47,11 @@ log = logging.getLogger("leadline.dialer")
 MEDIA_GRACE_S = 10.0
 # After our own hang-up at max_call_s, how long Twilio gets to say the call ended.
 HANGUP_GRACE_S = 60.0
+# A redelivered job whose call has not ended in SQL asks Twilio this often: the process
+# that died may have been the one its final status callback went to (Twilio does not
+# send it again), and without asking the job would wait out max_call_s, fail, and be
+# retried as a new attempt — a second call to the same person.
+STATUS_CHECK_S = 5.0
 
 ComplianceCheck = Callable[[CallJob, datetime], Awaitable[Decision]]
 OutcomeSink = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -65,6 +71,8 @@ class DialStore(Protocol):
     async def dial_refused(self, dial_key: str, outcome: str, error: str
                            ) -> DialRecord | None: ...
     async def get_dial(self, dial_key: str) -> DialRecord | None: ...
+    async def update_dial_status(self, call_sid: str, status: str, **kw: Any
+                                 ) -> DialRecord | None: ...
 
 
 class DialerStats:
@@ -132,6 +140,9 @@ class Dialer:
         self._settings = settings
         # Places jobs with `via = "livekit"` (telephony.livekit.dialing); None: refused.
         self.livekit = livekit
+        # (names, default) a job's `script` is checked against: the `[sales]` scripts when
+        # the composition root sets this, else the `[dialer]` section's own list.
+        self.scripts: Callable[[], tuple[tuple[str, ...], str]] | None = None
         self._public_url = public_url
         self._db = db
         self.placer = placer
@@ -200,8 +211,10 @@ class Dialer:
         self.stats.jobs += 1
         s = self._settings()
         try:
+            names, default = (self.scripts() if self.scripts is not None
+                              else (s.scripts, s.default_script))
             call = parse_job(job.name, job.data, default_caller_id=s.caller_id,
-                             scripts=s.scripts, default_script=s.default_script,
+                             scripts=names, default_script=default,
                              max_bytes=s.max_job_bytes)
             if call.via == "livekit" and self.livekit is None:
                 raise JobRejected("via livekit: this process has no LiveKit SIP trunk; "
@@ -216,6 +229,7 @@ class Dialer:
         key = f"{s.prefix}:{s.queue}:{job.id}:{int(getattr(job, 'timestamp', 0) or 0)}:{attempt}"
         db = self._db()
         record = await db.get_dial(key)
+        attached = record is not None
         if record is not None:
             self.stats.attached += 1
             log.info("call job redelivered; attaching to its dial",
@@ -242,7 +256,7 @@ class Dialer:
             raise UnrecoverableError(
                 "dial state unknown: a worker stopped between recording the dial and "
                 "Twilio's answer; not dialed again")
-        final = await self._wait(key, record.call_sid, s)
+        final = await self._wait(key, record.call_sid, s, attached=attached)
         value = returnvalue(final)
         self.stats.outcomes[value["outcome"]] = self.stats.outcomes.get(value["outcome"], 0) + 1
         log.info("call job finished", extra={"job_id": job.id, "call_sid": final.call_sid,
@@ -291,6 +305,7 @@ class Dialer:
             "Step": "" if call.step is None else str(call.step), "Script": call.script,
             "FirstName": contact.first_name, "LastName": contact.last_name,
             "PracticeName": contact.practice_name, "CallerId": call.caller_id,
+            "State": contact.state, "Email": contact.email,
         }
         request = DialRequest(to=call.phone, from_=call.caller_id, parameters=params,
                               ring_timeout_s=s.ring_timeout_s, time_limit_s=s.max_call_s)
@@ -343,12 +358,14 @@ class Dialer:
                         extra={"job_id": job.id, "call_sid": sid})
         return sid
 
-    async def _wait(self, key: str, call_sid: str, s: DialerSettings) -> DialRecord:
+    async def _wait(self, key: str, call_sid: str, s: DialerSettings, *,
+                    attached: bool = False) -> DialRecord:
         db = self._db()
         event = self.waiters.event(call_sid)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + s.ring_timeout_s + s.max_call_s + HANGUP_GRACE_S
         hung_up = False
+        next_check = loop.time() + (0.0 if attached else math.inf)
         try:
             while True:
                 event.clear()
@@ -364,12 +381,34 @@ class Dialer:
                                 extra={"call_sid": call_sid})
                     with contextlib.suppress(Exception):
                         await self.placer.hangup(call_sid)
+                if (hung_up or attached) and not record.terminal and loop.time() >= next_check:
+                    next_check = loop.time() + STATUS_CHECK_S
+                    await self._ask_twilio(call_sid)
+                    continue
                 if loop.time() > deadline:
                     raise RuntimeError(f"call {call_sid} never reported its end")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), s.poll_s)
         finally:
             self.waiters.discard(call_sid)
+
+    async def _ask_twilio(self, call_sid: str) -> None:
+        """Record the call's final status if Twilio says it is over (what its lost status
+        callback would have said); errors only mean asking again later."""
+        status_of = getattr(self.placer, "status", None)
+        if status_of is None:
+            return
+        try:
+            status = await status_of(call_sid)
+        except Exception as exc:  # Twilio down or slow: the next check asks again
+            log.info("call status lookup failed", extra={"call_sid": call_sid,
+                                                          "error": repr(exc)[:200]})
+            return
+        if status in TERMINAL_STATUSES:
+            log.warning("call ended without a status callback we received; recorded from "
+                        "Twilio", extra={"call_sid": call_sid, "status": status})
+            await self._db().update_dial_status(call_sid, status,
+                                                outcome=status_outcome(status))
 
     @staticmethod
     def _finished(record: DialRecord) -> bool:

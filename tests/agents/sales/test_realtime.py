@@ -1,0 +1,39 @@
+"""A sales call on the realtime brain: the script reaches the session, through the real
+`openai` SDK, against the fake Realtime service."""
+
+from __future__ import annotations
+
+from agents.brain import CallContext
+from agents.realtime.brain import RealtimeBrain
+from agents.realtime.breaker import CircuitBreaker
+from agents.sales.follower import SalesFollower
+from agents.sales.script import builtin_script
+from ops.dev.fake_realtime import Script
+from tests.agents.realtime.conftest import (  # noqa: F401 - the fixture
+    CALL_SID,
+    RecordingOutput,
+    eventually,
+    fake_factory,
+    settings_for,
+)
+
+
+async def test_the_script_is_in_the_session_instructions(fake_factory) -> None:  # noqa: F811
+    runner = await fake_factory(Script(greeting="Hi Ada.", speed=0))
+    context = CallContext(call_sid=CALL_SID, direction="outbound", to_number="+14155552671")
+    context.sales = SalesFollower(builtin_script(), {"firstName": "Ada",
+                                                     "practiceName": "Bay Dental"})
+    brain = RealtimeBrain(settings_for(runner), breaker=CircuitBreaker())
+    out = RecordingOutput()
+    try:
+        await brain.start(context, out)
+        await eventually(lambda: runner.fake.received_of("response.create"))
+        (update,) = runner.fake.received_of("session.update")
+        instructions = update["session"]["instructions"]
+        assert "This is a sales call for Practice Benchmark" in instructions
+        assert "licensed insurance agent" in instructions and "AI disclosure" in instructions
+        assert "Bay Dental" in instructions
+        create = runner.fake.received_of("response.create")[0]
+        assert "Hi Ada, this is Alex with Practice Benchmark." in str(create)
+    finally:
+        await brain.close()
