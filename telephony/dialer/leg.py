@@ -123,3 +123,18 @@ class TwilioCallPlacer(TwilioRest):
             if call.sid and created is not None and created >= floor:
                 return str(call.sid)
         return None
+
+    async def status(self, call_sid: str) -> str:
+        """The call's status as Twilio has it now (`calls(sid).fetch`): how a job
+        redelivered after its process died learns that the call ended, when the status
+        callback went to the dead process and nobody will send it again."""
+        try:
+            call = await self.bounded(self._sdk().calls(call_sid).fetch_async(), "calls.fetch")
+        except TwilioRestException as exc:
+            raise DialFailed(f"twilio {exc.status}: {exc.code} {exc.msg}"[:500],
+                             permanent=False, status=exc.status, code=exc.code) from exc
+        except TwilioTimeout as exc:
+            raise DialFailed(f"twilio timeout: {exc}"[:500], permanent=False) from exc
+        except (OSError, TimeoutError) as exc:
+            raise DialFailed(f"twilio unreachable: {exc!r}"[:500], permanent=False) from exc
+        return str(call.status or "")

@@ -69,6 +69,9 @@ class LazyPlacer:
     async def find(self, to: str, from_: str, since: datetime) -> str | None:
         return await self._get().find(to, from_, since)
 
+    async def status(self, call_sid: str) -> str:
+        return await self._get().status(call_sid)
+
     async def aclose(self) -> None:
         if self._placer is not None:
             await self._placer.aclose()
