@@ -8,7 +8,7 @@
     leadline db migrate | db backup PATH | db purge [--days N]
     leadline callers show NUMBER
     leadline calls list [--since ISO] [--limit N]
-    leadline calls show CALL_SID
+    leadline calls show CALL_SID  (with the call's analysis record, when it has one)
 Every command takes `--json`; database commands take `--database-url`, else
 `--config FILE` (its [store] database_url, env overrides applied, so
 $LEADLINE_STORE_DATABASE_URL wins over the file), else the [store] default. Exit codes:
@@ -112,7 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     listing.add_argument("--since", help="ISO date or time (UTC unless an offset is given)")
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(func=cmd_calls_list)
-    show_call = _with_db(calls_sub.add_parser("show", help="one call with its transcript"))
+    show_call = _with_db(calls_sub.add_parser(
+        "show", help="one call with its transcript and analysis"))
     show_call.add_argument("call_sid")
     show_call.set_defaults(func=cmd_calls_show)
 
@@ -378,8 +379,11 @@ def cmd_calls_show(args: argparse.Namespace) -> int:
         detail = await db.get_call(args.call_sid)
         if detail is None:
             return _not_found(args, f"no call {args.call_sid}")
+        analysis = await db.get_call_analysis(args.call_sid)  # type: ignore[attr-defined]
         if args.json:
-            _print_json(detail)
+            import msgspec
+
+            _print_json({**msgspec.to_builtins(detail), "analysis": analysis})
             return 0
         call = detail.call
         print(_call_line(call))
@@ -392,6 +396,18 @@ def cmd_calls_show(args: argparse.Namespace) -> int:
             print(f"  [{turn.started_at.strftime('%H:%M:%S')}] {turn.role}: {turn.text}")
         if not detail.turns:
             print("  (no transcript)")
+        if analysis is not None:
+            rec = analysis.record
+            verdict = "success" if analysis.success else "not a success"
+            lead = ", new lead" if analysis.new_lead else ""
+            print(f"  analysis: {analysis.outcome}, {verdict} ({rec.get('success_reason', '')})"
+                  f", priority {analysis.priority}{lead}")
+            if rec.get("caller_name"):
+                print(f"  caller: {rec['caller_name']}")
+            print(f"  summary ({rec.get('summary_source', '')}): {analysis.summary}")
+            for field, answer in (rec.get("answers") or {}).items():
+                said = "(declined)" if answer.get("refused") else answer.get("answer", "")
+                print(f"  answer {field}: {said}")
         return 0
 
     return _with_database(args, run)

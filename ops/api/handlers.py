@@ -13,7 +13,7 @@ from typing import Any
 from ops.api import pagination, schemas
 from ops.api.core import ApiContext, ApiRequest, Json, Route
 from ops.api.errors import ApiError, bad_request, not_found
-from store.models import CallDetail, Lead, LeadInput
+from store.models import Lead, LeadInput
 from store.phones import InvalidPhoneNumber, normalize_phone
 
 PHONE = {"phone": "the lead's phone number (any common form; E.164 preferred, '+' as %2B)"}
@@ -147,10 +147,12 @@ async def list_calls(ctx: ApiContext, r: ApiRequest) -> Any:
 
 
 async def get_call(ctx: ApiContext, r: ApiRequest) -> Any:
-    detail = await ctx.db().get_call(r.path["call_sid"])
+    db = ctx.db()
+    detail = await db.get_call(r.path["call_sid"])
     if detail is None:
         raise not_found("call")
-    return detail
+    analysis = await db.get_call_analysis(detail.call.call_sid)  # type: ignore[attr-defined]
+    return schemas.CallView(detail.call, detail.turns, analysis)
 
 
 def live_calls(runtime: Any) -> schemas.LiveCalls:
@@ -272,8 +274,8 @@ ROUTES: list[Route] = [
           query=schemas.CallQuery, response=schemas.CallList),
     Route("GET", "/calls/live", get_live_calls, "Calls this process holds now", "calls",
           response=schemas.LiveCalls),
-    Route("GET", "/calls/{call_sid}", get_call, "One call with its transcript", "calls",
-          response=CallDetail, path_params=CALL_SID),
+    Route("GET", "/calls/{call_sid}", get_call, "One call with its transcript and its "
+          "analysis record", "calls", response=schemas.CallView, path_params=CALL_SID),
     Route("GET", "/messages", list_messages, "List SMS and email messages (by lead or "
           "campaign), oldest first", "messages", query=schemas.MessageQuery,
           response=schemas.MessageList),

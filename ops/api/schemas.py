@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from store.analysis_repo import StoredAnalysis
 from store.campaign_models import CampaignRecord
-from store.models import Call, DncEntry, Lead, Message
+from store.models import Call, DncEntry, Lead, Message, Turn
 from store.token_models import ApiToken
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000, description="page size (1–1000)")]
@@ -186,3 +187,12 @@ MessageList = listing("MessageList", Message)
 CampaignList = listing("CampaignList", CampaignSummary)
 DncList = listing("DncList", DncEntry)
 TokenList = listing("TokenList", ApiToken)
+
+
+class CallView(msgspec.Struct, frozen=True):
+    """One stored call: its record, its transcript, and its analysis (null until the
+    call has ended and been analysed)."""
+
+    call: Call
+    turns: list[Turn]
+    analysis: StoredAnalysis | None = None
