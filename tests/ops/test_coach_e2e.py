@@ -119,10 +119,10 @@ async def coach_rig(tmp_path: Path, llm_script: LlmScript | None = None) -> Asyn
 
 
 def start_call(rig: Rig) -> asyncio.Task[SimResult]:
-    # The caller speaks once, then stays on the line ~6 s ("w" is a pause) before the
-    # sim hangs up: time for the test to step the coach through the call.
+    # The caller waits 2.5 s after the greeting, speaks once, then stays on the line ~6 s
+    # ("w" is a pause) before the sim hangs up: time to step the coach through the call.
     options = SimOptions(url=rig.server.url, auth_token=AUTH_TOKEN, audio=speech_ulaw(CALLER),
-                         dtmf="w" * 20, hangup_after_s=30.0, quiet_s=0.6)
+                         dtmf="w" * 20, hangup_after_s=30.0, quiet_s=2.5)
     return asyncio.ensure_future(sim_call(options))
 
 
@@ -144,6 +144,7 @@ async def test_guidance_reaches_the_live_session_every_15_s_of_coach_time(
         assert len(rig.coach_requests()) == 1
 
         # 15 s more with nothing new said: no request at all.
+        assert not core.has_news, "the caller spoke before the idle slot could be checked"
         rig.schedule.advance(15.0)
         await eventually(lambda: core.counts.get("skipped_idle") == 1, "the idle slot")
         assert len(rig.coach_requests()) == 1 and len(rig.guidance_items()) == 1
