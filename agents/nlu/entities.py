@@ -422,11 +422,22 @@ def extract_dates(text: str, *, now: datetime | None = None,
         base = now.astimezone(tz)
     out: list[DateMention] = []
     days: dict[str, Any] = {}  # one dateparser call per distinct day phrase
+    numbers: list[tuple[int, int]] | None = None
     for m in _DATE.finditer(text):
         if len(out) >= MAX_ITEMS:
             break
         day_text = (m.group("day1") or m.group("day2") or "").lower() or None
         time_text = (m.group("time1") or m.group("time2") or "").lower() or None
+        if time_text is not None:
+            if numbers is None:
+                numbers = _digit_runs(text)
+            group = "time1" if m.group("time1") else "time2"
+            if _inside(m.span(group), numbers):
+                # "call me at four one five, five five five …": the hour word starts a
+                # phone number, it is no time.
+                time_text = None
+                if day_text is None:
+                    continue
         if day_text is not None and re.fullmatch(rf"the\s+{_ORD}", day_text.strip()):
             # "the 14th" is a day only after a word that introduces one ("on the 14th",
             # "how about the 14th") or alone; "the 2nd floor", "the third time" are not.
@@ -444,6 +455,32 @@ def extract_dates(text: str, *, now: datetime | None = None,
         out.append(DateMention(text=m.group(0).strip(), value=when.isoformat(),
                                has_time=has_time))
     return out
+
+
+# Digits in a row (spoken or written, with the glue people put between groups) that
+# make a phone number rather than a time: at least this many.
+_PHONE_RUN_DIGITS = 7
+_RUN = re.compile(r"\+?\d[\d\s,.\-()]*\d")
+
+
+def _digit_runs(text: str) -> list[tuple[int, int]]:
+    """Spans of `text` holding a run of at least seven digits, spoken or written."""
+    written, spans = spoken_digits(text)
+    runs = []
+    for m in _RUN.finditer(written):
+        if sum(c.isdigit() for c in m.group(0)) >= _PHONE_RUN_DIGITS:
+            start, end = m.start(), m.end() - 1
+            if spans and end < len(spans):
+                runs.append((spans[start][0], spans[end][1]))
+            else:
+                runs.append((start, end + 1))
+    return runs
+
+
+def _inside(span: tuple[int, int], runs: list[tuple[int, int]]) -> bool:
+    """The time's words overlap a digit run (its hour word is the run's first digit)."""
+    start, end = span
+    return any(s < end and start < e for s, e in runs)
 
 
 def _resolve(day_text: str | None, time_text: str | None, base: datetime,
