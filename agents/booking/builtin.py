@@ -18,6 +18,7 @@ from agents.booking.providers import CalendarError, CreatedEvent, SlotTaken
 
 class BuiltinCalendar:
     name = "builtin"
+    invites = False
 
     def __init__(self, db: Callable[[], Any], calendar: str, *,
                  buffer: timedelta = timedelta(0)) -> None:

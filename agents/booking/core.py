@@ -219,10 +219,13 @@ def spoken_time(at: datetime, zone: ZoneInfo) -> str:
             f"{zone_word(zone, local)}")
 
 
-def confirmation(slot: Interval, zone: ZoneInfo, email: str) -> str:
-    """The verbal confirmation: date, time and zone, and where the invitation went."""
-    return (f"You're booked for {spoken_time(slot.start, zone)}. "
-            f"I've sent the invitation to {spell_email(email)}.")
+def confirmation(slot: Interval, zone: ZoneInfo, email: str, *, invited: bool = True) -> str:
+    """The verbal confirmation: date, time and zone, and where the invitation went (a
+    calendar that sends no invitation, the built-in one, only has the address noted)."""
+    said = spell_email(email)
+    tail = (f"I've sent the invitation to {said}." if invited
+            else f"I have your email as {said}.")
+    return f"You're booked for {spoken_time(slot.start, zone)}. {tail}"
 
 
 def spell_email(email: str) -> str:

@@ -109,6 +109,7 @@ def _transport(timeout_s: float) -> Any:
 
 class GoogleCalendar:
     name = "google"
+    invites = True  # sendUpdates=all: Google emails the attendee
 
     def __init__(self, settings: GoogleCalendarSettings, *, credentials: Any = None,
                  session: aiohttp.ClientSession | None = None,

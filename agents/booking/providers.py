@@ -38,6 +38,8 @@ class CreatedEvent:
 
 class CalendarProvider(Protocol):
     name: str
+    # Whether creating an event emails the attendee an invitation.
+    invites: bool
 
     async def free_busy(self, start: datetime, end: datetime) -> list[Interval]: ...
 

@@ -131,7 +131,9 @@ class BookingService:
         self.booked += 1
         log.info("meeting booked", extra={"call_sid": call_sid, "start": slot.start.isoformat(),
                                           "provider": self.provider.name})
-        return Booked(slot, callee, email, event, confirmation(slot, callee, email))
+        invited = bool(getattr(self.provider, "invites", False))
+        return Booked(slot, callee, email, event,
+                      confirmation(slot, callee, email, invited=invited))
 
     def say(self, slot: Interval, zone: ZoneInfo) -> str:
         return spoken_time(slot.start, zone)

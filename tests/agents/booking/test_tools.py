@@ -93,7 +93,7 @@ async def test_book_sets_the_meeting_and_confirms(service: BookingService, db: D
     out = await run(book_meeting, ctx, '{"start": "2026-12-02T08:00:00-08:00", '
                                        '"email": "ann dot lee at example dot com"}')
     assert out["say"] == ("You're booked for Wednesday, December 2 at 8:00 AM Pacific. "
-                          "I've sent the invitation to ann dot lee at example dot com.")
+                          "I have your email as ann dot lee at example dot com.")
     meeting = ctx.call.meeting
     assert meeting == out["meeting"]
     assert meeting is not None and meeting["start"] == "2026-12-02T08:00:00-08:00"
