@@ -26,7 +26,7 @@ def test_an_unknown_or_bad_key_fails_at_load_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="intervl_s"):
         load(path, environ={})
     path.write_text("[coach]\ninterval_s = 0.1\n")
-    with pytest.raises(ConfigError, match="coach.interval_s"):
+    with pytest.raises(ConfigError, match=r"coach\.interval_s"):
         load(path, environ={})
     with pytest.raises(ConfigError, match="LEADLINE_COACH_TIMEOUT_S"):
         load(environ={"LEADLINE_COACH_TIMEOUT_S": "soon"})
