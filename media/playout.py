@@ -128,6 +128,7 @@ class Playout:
         self._settings = settings
         self._mark_bytes = settings.mark_interval_ms * _BYTES_PER_MS
         self._lead = settings.lead_frames
+        self._chunk = settings.send_chunk_frames
         self._max_bytes = settings.max_playout_ms * _BYTES_PER_MS
 
     # -- observers -------------------------------------------------------
@@ -218,9 +219,15 @@ class Playout:
     def frames_due(self, n: int = 1) -> Sequence[Frame]:
         """Frames to send now, `n` clock periods after the previous call.
 
-        Keeps the leg's buffer at `lead_frames` ahead of real time: the first
-        call after the buffer ran dry hands out 1 + lead_frames frames, then
-        one per period (more after a late tick, to refill what was played).
+        Keeps the leg's buffer at least `lead_frames` ahead of real time, fed
+        `send_chunk_frames` (c) at a time: the first call after the buffer ran
+        dry hands out lead_frames + c frames, then nothing until the leg is down
+        to lead_frames, then c (more after a late tick, to refill what was
+        played). With c = 1 that is one frame per period. Chunks cut the sends
+        per call c-fold; the cushion before the leg runs dry is the same, and a
+        clear flushes what the leg holds, so barge-in is not slower. Checkpoints
+        still fall every mark_interval_ms of audio, inside or at the end of a
+        chunk, so truncation is as precise.
         """
         ahead = self._ahead - n
         if ahead < 0:
@@ -229,7 +236,11 @@ class Playout:
         if not sendq:
             self._ahead = ahead
             return _NOTHING
-        want = self._lead + 1 - ahead
+        lead = self._lead
+        # Frames the leg lacks to hold the cushion: short of that is an underrun.
+        need = lead + 1 - ahead
+        # Still above the cushion: no audio now, but a final checkpoint still goes.
+        want = lead + self._chunk - ahead if ahead <= lead else 0
         out: list[Frame] = []
         buf = self._buf
         sent = 0
@@ -260,7 +271,7 @@ class Playout:
                 self._settle(item)
                 continue
             # An open item without a whole frame: the brain is behind.
-            if item.sent_bytes and sent < want:
+            if item.sent_bytes and sent < need:
                 self.underruns += 1
             break
         self._unsent -= sent * FRAME_BYTES

@@ -51,6 +51,11 @@ class MediaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     mark_interval_ms: int = 100
     # Frames sent ahead of real time at the start of an utterance (jitter cushion).
     lead_frames: int = 5
+    # Once the cushion is out, audio is handed to the leg this many frames at a
+    # time (every chunk × 20 ms) instead of one per tick: the leg's buffer stays
+    # between lead_frames and lead_frames + chunk, and Twilio gets one media
+    # message per chunk, so ~chunk× fewer sends. 1 = one frame per tick.
+    send_chunk_frames: int = 5
     # Bound of agent audio buffered per call, in ms; more is dropped and counted.
     max_playout_ms: int = 60_000
     # Bound of caller audio waiting for VAD per call, in ms.
@@ -61,6 +66,8 @@ class MediaSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise ValueError("mark_interval_ms must be between 20 and 2000")
         if not 0 <= self.lead_frames <= 25:
             raise ValueError("lead_frames must be between 0 and 25")
+        if not 1 <= self.send_chunk_frames <= 25:
+            raise ValueError("send_chunk_frames must be between 1 and 25")
         if not 1_000 <= self.max_playout_ms <= 600_000:
             raise ValueError("max_playout_ms must be between 1000 and 600000")
         if not 100 <= self.max_inbound_ms <= 10_000:

@@ -397,7 +397,8 @@ class _Call(picows.WSListener):  # type: ignore[misc]
             except ValueError:
                 self.protocol_errors += 1
                 return
-            self.frames_received += 1
+            # One message may carry several frames (the server sends chunks).
+            self.frames_received += len(audio) // ulaw.FRAME_BYTES
             due = self.script.agent_media(now, audio)
             if due:
                 self.echo(due)
@@ -411,7 +412,7 @@ class _Call(picows.WSListener):  # type: ignore[misc]
             self.protocol_errors += 1
             return
         if type(msg) is ServerMedia:
-            self.frames_received += 1
+            self.frames_received += len(msg.audio) // ulaw.FRAME_BYTES
             due = self.script.agent_media(now, msg.audio)
         elif type(msg) is ServerMark:
             due = self.script.agent_mark(now, msg.name)
@@ -784,6 +785,7 @@ def _figures(run: _Run, before: dict[str, Any], start: _Snapshot, end: _Snapshot
         "generator_bottleneck": bottleneck,
         "valid": not bottleneck and dropped == 0,
         "vad": media1["vadEngine"],
+        "brain": (h1.get("brain") or {}).get("kind"),
         "server_pid": h1["process"]["pid"],
     }
 

@@ -61,6 +61,10 @@ class FrameWriter:
             return False
         return True
 
+    def ready(self) -> bool:
+        """Whether a frame queued now could go out (peer there, write buffer in bound)."""
+        return bool(self._pending) or self._usable()
+
     def queue(self, payload: bytes) -> bool:
         """Add one text frame to the batch; False when the peer is gone or too far behind."""
         pending = self._pending

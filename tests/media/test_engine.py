@@ -15,7 +15,7 @@ from media.vad.base import VadEngine, VadStream
 from tests.audio import frames, speech_ulaw
 
 VAD = VadSettings(start_ms=60, stop_ms=500, barge_in_ms=100, min_volume=200)
-MEDIA = MediaSettings(mark_interval_ms=100, lead_frames=2)
+MEDIA = MediaSettings(mark_interval_ms=100, lead_frames=2, send_chunk_frames=1)
 
 
 class FakeStream(VadStream):

@@ -12,7 +12,8 @@ from media.settings import MediaSettings
 from tests.audio import speech_ulaw
 from tests.fakes.clock import ManualClock
 
-SETTINGS = MediaSettings(mark_interval_ms=100, lead_frames=2, max_playout_ms=60_000)
+SETTINGS = MediaSettings(mark_interval_ms=100, lead_frames=2, send_chunk_frames=1,
+                         max_playout_ms=60_000)
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +186,7 @@ def test_new_item_finishes_the_previous_one(speech: bytes) -> None:
 
 
 def test_buffer_is_bounded_and_drops_are_counted(speech: bytes) -> None:
-    p = Playout(MediaSettings(max_playout_ms=1000, lead_frames=2))
+    p = Playout(MediaSettings(max_playout_ms=1000, lead_frames=2, send_chunk_frames=1))
     audio = (speech * 2)[:12_000]  # 1.5 s
     assert p.push("a", audio) == 8000
     assert p.dropped_ms == 500 and p.queued_ms == 1000
@@ -257,9 +258,12 @@ def operations(draw: st.DrawFn) -> list[tuple]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(operations(), st.integers(0, 4), st.sampled_from([20, 60, 100, 300]))
-def test_heard_never_exceeds_sent(ops: list[tuple], lead: int, interval: int) -> None:
-    settings_ = MediaSettings(mark_interval_ms=interval, lead_frames=lead, max_playout_ms=1000)
+@given(operations(), st.integers(0, 4), st.sampled_from([20, 60, 100, 300]),
+       st.sampled_from([1, 2, 5]))
+def test_heard_never_exceeds_sent(ops: list[tuple], lead: int, interval: int,
+                                  chunk: int) -> None:
+    settings_ = MediaSettings(mark_interval_ms=interval, lead_frames=lead, max_playout_ms=1000,
+                              send_chunk_frames=chunk)
     p = Playout(settings_)
     source = speech_ulaw()
     pushed: dict[str, int] = {}
@@ -271,7 +275,7 @@ def test_heard_never_exceeds_sent(ops: list[tuple], lead: int, interval: int) ->
             p.finish(op[1])
         elif op[0] == "tick":
             got = p.frames_due(op[1])
-            assert len([f for f, _ in got if f is not None]) <= op[1] + lead
+            assert len([f for f, _ in got if f is not None]) <= op[1] + lead + chunk - 1
             for frame, mark in got:
                 assert frame is None or len(frame) == FRAME_BYTES
                 if mark is not None:
@@ -313,3 +317,74 @@ def test_item_memory_is_bounded_over_a_long_call(speech: bytes) -> None:
     assert len(p._items) <= 64
     # A recent item is still recognised: its late audio is discarded.
     assert p.push("r499", speech[:160]) == 0
+
+
+# --- chunked sends (send_chunk_frames > 1) ------------------------------------------------------
+
+CHUNKED = MediaSettings(mark_interval_ms=100, lead_frames=2, send_chunk_frames=5,
+                        max_playout_ms=60_000)
+
+
+def test_chunks_refill_the_cushion_every_chunk_frames(speech: bytes) -> None:
+    p = Playout(CHUNKED)
+    p.push("a", speech)
+    sizes = [len(p.frames_due(1)) for _ in range(16)]
+    # lead + chunk at once, then nothing until the leg is down to the lead, then a chunk.
+    assert sizes == [7, 0, 0, 0, 0, 5, 0, 0, 0, 0, 5, 0, 0, 0, 0, 5]
+    assert len(p.frames_due(3)) == 0  # the leg holds 7 - 3 = 4 > lead: still nothing
+    assert len(p.frames_due(4)) == 7  # a late tick ran it dry: refill to lead + chunk
+
+
+def test_chunked_output_is_the_per_tick_output_regrouped(speech: bytes) -> None:
+    """Same frames, same checkpoints, same order: truncation precision is unchanged."""
+    flat = []
+    for settings_ in (SETTINGS, CHUNKED):
+        p = Playout(settings_)
+        p.push("a", speech)
+        p.finish("a")
+        p.push("b", speech[:1234])
+        p.finish("b")
+        flat.append(drain(p))
+    assert flat[0] == flat[1]
+    assert [m for _, m in flat[1] if m is not None][-1] == ("b", 1234 // 8)
+
+
+def test_chunks_count_no_underrun_while_the_brain_keeps_up(speech: bytes) -> None:
+    p = Playout(CHUNKED)
+    p.push("a", speech[: 3 * FRAME_BYTES])  # the lead-in, then one frame per tick
+    p.frames_due(1)
+    for i in range(3, 60):
+        p.push("a", speech[i * FRAME_BYTES : (i + 1) * FRAME_BYTES])
+        p.frames_due(1)
+    assert p.underruns == 0
+
+
+def test_chunks_count_an_underrun_once_the_cushion_is_short(speech: bytes) -> None:
+    p = Playout(CHUNKED)
+    p.push("a", speech[:800])  # 5 frames, item stays open
+    assert len(p.frames_due(1)) == 5  # wanted 7, the leg holds 5 > lead: not short yet
+    assert [p.frames_due(1) for _ in range(2)] == [[], []] and p.underruns == 0
+    assert p.frames_due(1) == [] and p.underruns == 1  # down to the lead with nothing to send
+
+
+def test_chunks_do_not_hold_back_a_final_checkpoint(speech: bytes) -> None:
+    p = Playout(CHUNKED)
+    p.push("a", speech[:1000])  # 6 frames + 40 bytes, still open
+    assert len(p.frames_due(1)) == 6
+    p.finish("a")  # pads the tail: one more frame, then the final checkpoint
+    assert p.frames_due(1) == []  # the leg holds 5 frames > lead: the frame waits
+    out = []
+    for _ in range(5):
+        out += p.frames_due(1)
+    assert out[-1][1] == ("a", 1000 // 8)
+
+
+def test_chunked_clear_reports_only_checkpoints_played(speech: bytes) -> None:
+    p = Playout(CHUNKED)
+    p.push("a", speech)
+    first = p.frames_due(1)  # 7 frames: checkpoint at 100 ms inside the chunk
+    assert [m for _, m in first if m is not None] == [("a", 100)]
+    assert p.played("a", 100)
+    assert not p.played("a", 200)  # not handed out yet
+    truncation = p.clear()
+    assert truncation == Truncation("a", 100, 140)

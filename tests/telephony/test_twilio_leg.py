@@ -3,6 +3,7 @@ as a leg that counts what it played itself (the LiveKit shape)."""
 
 from __future__ import annotations
 
+import base64
 from collections import deque
 
 import msgspec
@@ -36,6 +37,9 @@ class _Writer:
         self.queued: list[bytes] = []
         self.overflowed = False
 
+    def ready(self) -> bool:
+        return True
+
     def queue(self, data: bytes) -> bool:
         self.queued.append(data)
         return True
@@ -61,8 +65,8 @@ class TwilioPlayback:
     def _read(self) -> None:
         for data in self.writer.queued:
             msg = msgspec.json.decode(data)
-            if msg["event"] == "media":
-                self.frames += 1
+            if msg["event"] == "media":  # one message may carry several frames
+                self.frames += len(base64.b64decode(msg["media"]["payload"])) // 160
             elif msg["event"] == "mark":
                 self._marks.append((self.frames, msg["mark"]["name"]))
             else:  # clear: every mark still out comes back, flushed
@@ -136,10 +140,12 @@ class _Brain(Brain):
         pass
 
 
-def _barge_in_after(played_frames: int, playback: TwilioPlayback | CountingLeg) -> list:
+def _barge_in_after(played_frames: int, playback: TwilioPlayback | CountingLeg,
+                    chunk: int = 5) -> list:
     now = [0.0]
     engine = MediaEngine(make_engine(VadSettings()), VadSettings(),
-                         MediaSettings(mark_interval_ms=100, lead_frames=2),
+                         MediaSettings(mark_interval_ms=100, lead_frames=2,
+                                       send_chunk_frames=chunk),
                          clock_now=lambda: now[0])
     brain = _Brain()
     call = Call(CallContext("CA" + "1" * 32), playback.leg, brain, None,  # type: ignore[arg-type]
@@ -160,10 +166,49 @@ def _barge_in_after(played_frames: int, playback: TwilioPlayback | CountingLeg) 
 
 
 def test_barge_in_truncates_to_what_each_kind_of_leg_played() -> None:
-    for frames in (3, 24, 37):
-        heard = frames * 20 // 100 * 100  # down to the last checkpoint played
-        assert _barge_in_after(frames, TwilioPlayback()) == [("item_1", heard)]
-        assert _barge_in_after(frames, CountingLeg()) == [("item_1", heard)]
+    for chunk in (1, 5):  # one frame per tick, or chunks: the same truncation
+        for frames in (3, 24, 37):
+            heard = frames * 20 // 100 * 100  # down to the last checkpoint played
+            assert _barge_in_after(frames, TwilioPlayback(), chunk) == [("item_1", heard)]
+            assert _barge_in_after(frames, CountingLeg(), chunk) == [("item_1", heard)]
+
+
+def test_consecutive_frames_leave_as_one_media_message_cut_at_each_mark() -> None:
+    playback = TwilioPlayback()
+    leg = playback.leg
+    frames = [bytes([i]) * 160 for i in range(7)]
+    for frame in frames[:3]:
+        assert leg.send_media(frame)
+    assert leg.send_checkpoint("r", 60)
+    for frame in frames[3:]:
+        assert leg.send_media(frame)
+    leg.flush()
+    msgs = [msgspec.json.decode(m) for m in playback.writer.queued]
+    assert [m["event"] for m in msgs] == ["media", "mark", "media"]
+    assert base64.b64decode(msgs[0]["media"]["payload"]) == b"".join(frames[:3])
+    assert msgs[1]["mark"]["name"] == "r:60"
+    assert base64.b64decode(msgs[2]["media"]["payload"]) == b"".join(frames[3:])
+    leg.flush()  # nothing pending: nothing more
+    assert len(playback.writer.queued) == 3
+
+
+def test_a_clear_goes_after_the_audio_already_handed_to_the_leg() -> None:
+    playback = TwilioPlayback()
+    playback.leg.send_media(b"\x01" * 160)
+    playback.leg.send_clear()
+    assert [msgspec.json.decode(m)["event"] for m in playback.writer.queued] == ["media", "clear"]
+
+
+def test_a_long_backlog_is_cut_into_bounded_messages() -> None:
+    from telephony.twilio.leg import MAX_MEDIA_BYTES
+
+    playback = TwilioPlayback()
+    for _ in range(2 * MAX_MEDIA_BYTES // 160 + 1):
+        playback.leg.send_media(b"\x02" * 160)
+    playback.leg.flush()
+    sizes = [len(base64.b64decode(msgspec.json.decode(m)["media"]["payload"]))
+             for m in playback.writer.queued]
+    assert sizes == [MAX_MEDIA_BYTES, MAX_MEDIA_BYTES, 160]
 
 
 def test_a_forged_mark_cannot_raise_what_the_caller_heard() -> None:

@@ -219,6 +219,17 @@ def test_call_reads_what_the_server_sends() -> None:
     assert call.frames_received == 2 and call.protocol_errors == 0
 
 
+def test_a_chunk_of_frames_counts_every_frame_and_plays_in_real_time() -> None:
+    call = _call()
+    out = Outbound("MZabc")
+    call.receive(out.media(speech_ulaw("Hello there.")[:800]), 1.0)  # 5 frames, one message
+    call.receive(out.mark("r:100"), 1.0)
+    assert call.frames_received == 5
+    playout = call.script.playout
+    assert playout.advance(1.08) == [] and playout.busy  # 80 ms in: still playing
+    assert playout.advance(1.1) == ["r:100"] and not playout.busy  # echoed once played
+
+
 @pytest.mark.parametrize("data", [
     b"", b"{", b"not json", b'{"event":"nope","streamSid":"MZabc"}',
     b'{"event":"media","streamSid":"MZabc","media":{"payload":"@@@"}}',  # bad base64, fast path

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+
 import msgspec
 import pytest
 
@@ -196,9 +198,15 @@ def test_engine_tick_makes_one_write_per_call_carrying_media_and_mark():
         writes_per_tick.append(len(t.written) - before)
     assert engine.call_errors == 0
     assert set(writes_per_tick) <= {0, 1}  # never more than one syscall per call per tick
-    kinds = [[msgspec.json.decode(f)["event"] for f in _frames(w)] for w in t.written]
-    assert sum(k.count("media") for k in kinds) == -(-len(speech) // 160)  # tail padded
-    assert ["media", "mark"] in kinds  # a mark rides in the same write as its frame
+    msgs = [[msgspec.json.decode(f) for f in _frames(w)] for w in t.written]
+    kinds = [[m["event"] for m in w] for w in msgs]
+    audio = b"".join(base64.b64decode(m["media"]["payload"])
+                     for w in msgs for m in w if m["event"] == "media")
+    assert len(audio) == -(-len(speech) // 160) * 160  # tail padded
+    assert audio[: len(speech)] == speech
+    assert ["media", "mark"] in kinds  # a mark rides in the same write as its frames
+    # Chunks: fewer writes than frames (one per send_chunk_frames once the lead is out).
+    assert len(t.written) < len(audio) // 160 // 2
     # A barge-in's clear does not wait for the next tick.
     media.agent_audio("item-2", speech)
     now[0] += 20.0
