@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from agents.compliance.engine import Decision
 from store.dialer_models import TERMINAL_STATUSES, DialRecord
+from store.errors import StoreError
 from telephony.dialer.jobs import CallJob, JobRejected, parse_job
 from telephony.dialer.leg import DialFailed, DialRequest
 from telephony.dialer.outcome import returnvalue, status_outcome
@@ -228,7 +229,10 @@ class Dialer:
         # loses its data (or the queue is obliterated), and a new job 1 is not the old one.
         key = f"{s.prefix}:{s.queue}:{job.id}:{int(getattr(job, 'timestamp', 0) or 0)}:{attempt}"
         db = self._db()
-        record = await db.get_dial(key)
+        # One read for both questions: is this attempt's dial there (attach), and did an
+        # earlier attempt's create time out (`_lost_create`)?
+        dials = await db.list_dials(str(job.id))
+        record = next((d for d in dials if d.dial_key == key), None)
         attached = record is not None
         if record is not None:
             self.stats.attached += 1
@@ -248,7 +252,7 @@ class Dialer:
                 phone=call.phone, caller_id=call.caller_id, campaign_id=call.campaign_id,
                 step=call.step, script=call.script)
             if created:
-                record = await self._dial(job, key, call, s)
+                record = await self._dial(job, key, call, s, dials)
         if not record.call_sid:
             if record.status == "refused":
                 raise UnrecoverableError(record.error or "twilio refused the call")
@@ -256,7 +260,7 @@ class Dialer:
             raise UnrecoverableError(
                 "dial state unknown: a worker stopped between recording the dial and "
                 "Twilio's answer; not dialed again")
-        final = await self._wait(key, record.call_sid, s, attached=attached)
+        final = await self._wait(key, record.call_sid, s, attached=attached, known=record)
         value = returnvalue(final)
         self.stats.outcomes[value["outcome"]] = self.stats.outcomes.get(value["outcome"], 0) + 1
         log.info("call job finished", extra={"job_id": job.id, "call_sid": final.call_sid,
@@ -290,7 +294,8 @@ class Dialer:
                                              decision.next_allowed_at.isoformat()})
         await job.moveToDelayed(until_ms, token)
 
-    async def _dial(self, job: Any, key: str, call: CallJob, s: DialerSettings) -> DialRecord:
+    async def _dial(self, job: Any, key: str, call: CallJob, s: DialerSettings,
+                    dials: list[DialRecord]) -> DialRecord:
         from bullmq import UnrecoverableError
 
         db = self._db()
@@ -312,8 +317,8 @@ class Dialer:
         created_ms = getattr(job, "timestamp", None)
         if isinstance(created_ms, int | float) and created_ms > 0:
             self.stats.job_to_dial_ms.append(max(0.0, time.time() * 1000 - created_ms))
-        adopted = await self._lost_create(db, job, key, call) if placer is self.placer \
-            else None
+        adopted = (await self._lost_create(db, job, key, call, dials)
+                   if placer is self.placer else None)
         if adopted is not None:
             placed = await db.dial_placed(key, adopted)
             assert placed is not None
@@ -336,12 +341,13 @@ class Dialer:
         assert placed is not None
         return placed
 
-    async def _lost_create(self, db: Any, job: Any, key: str, call: CallJob) -> str | None:
+    async def _lost_create(self, db: Any, job: Any, key: str, call: CallJob,
+                           dials: list[DialRecord]) -> str | None:
         """An earlier attempt of this job whose create timed out (reserved, no SID) may
         have been placed all the same: ask Twilio before dialing again, and adopt the call
         if it exists. The earlier rows are closed either way."""
         prefix = key.rsplit(":", 1)[0] + ":"
-        lost = [d for d in await db.list_dials(str(job.id))
+        lost = [d for d in dials
                 if d.dial_key.startswith(prefix) and d.dial_key != key
                 and d.status == "reserved" and not d.call_sid]
         if not lost:
@@ -359,7 +365,10 @@ class Dialer:
         return sid
 
     async def _wait(self, key: str, call_sid: str, s: DialerSettings, *,
-                    attached: bool = False) -> DialRecord:
+                    attached: bool = False, known: DialRecord | None = None) -> DialRecord:
+        """Until the call is over: read the row when woken (a final status callback, the
+        media side's end) or every `poll_s`. `known`: the row as just read or written, so
+        the first look costs no query."""
         db = self._db()
         event = self.waiters.event(call_sid)
         loop = asyncio.get_running_loop()
@@ -369,7 +378,18 @@ class Dialer:
         try:
             while True:
                 event.clear()
-                record = await db.get_dial(key)
+                try:
+                    record = known or await db.get_dial(key)
+                except StoreError as exc:
+                    # The call is placed: a database restart must not fail the job, or
+                    # BullMQ's retry would be a new attempt and a second call. Wait on.
+                    log.info("dial state unreadable; waiting on",
+                             extra={"call_sid": call_sid, "error": str(exc)[:200]})
+                    if loop.time() > deadline:
+                        raise
+                    await asyncio.sleep(s.poll_s)
+                    continue
+                known = None
                 assert record is not None
                 if self._finished(record):
                     return record
@@ -407,8 +427,9 @@ class Dialer:
         if status in TERMINAL_STATUSES:
             log.warning("call ended without a status callback we received; recorded from "
                         "Twilio", extra={"call_sid": call_sid, "status": status})
-            await self._db().update_dial_status(call_sid, status,
-                                                outcome=status_outcome(status))
+            with contextlib.suppress(StoreError):  # unreadable now: asked again later
+                await self._db().update_dial_status(call_sid, status,
+                                                    outcome=status_outcome(status))
 
     @staticmethod
     def _finished(record: DialRecord) -> bool:

@@ -133,3 +133,67 @@ async def test_placer_reads_the_status_twilio_has_now() -> None:
     finally:
         await placer.aclose()
         await fake.stop()
+
+
+async def test_database_down_while_the_call_is_up_does_not_fail_the_job(tmp_path: Path) -> None:
+    """Also from benchmarks/chaos.sh (PostgreSQL restarted mid-call): the worker's reads
+    of the dial row failed while the call was up, the job failed, and BullMQ's retry was
+    a new attempt — a second and a third call to the same person. Now it waits on."""
+    import asyncio
+
+    from store.errors import StoreUnavailable
+
+    real = await open_database(f"sqlite:///{tmp_path}/d.db")
+
+    class Flaky:
+        down = False
+        failures = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        async def get_dial(self, key: str) -> Any:
+            if self.down:
+                self.failures += 1
+                raise StoreUnavailable("PostgreSQL at db lost during read: restarting")
+            return await real.get_dial(key)
+
+    db = Flaky()
+    name = f"dialer-flaky-{uuid.uuid4().hex[:8]}"
+    settings = DialerSettings(enabled=True, redis_url=REDIS_URL, queue=name,
+                              caller_id="+14155550100", poll_s=0.1)
+    twilio = TwilioSettings(account_sid="AC" + "0" * 32, auth_token="t",
+                            public_url="https://leadline.example.com")
+    placer = TwilioKnows()
+    service = DialerService(lambda: settings, lambda: twilio, ComplianceSettings, lambda: db,
+                            now=lambda: NOON_PT, placer=placer)
+    queue = Queue(name, {"connection": REDIS_URL})
+    await service.start_worker()
+    try:
+        data: dict[str, Any] = {"campaignId": "c", "step": 0,
+                                "contact": {"firstName": "Ada", "phone": "+14155552671",
+                                            "state": "CA"}}
+        job = await queue.add("call", data, {"attempts": 3, "backoff": {"type": "fixed",
+                                                                        "delay": 100}})
+        await eventually(lambda: placer.placed, "the call placed")
+        sid = (await eventually(lambda: real.get_dial(
+            f"bull:{name}:{job.id}:{job.timestamp}:0"), "the dial row")).call_sid
+        db.down = True
+        await eventually(lambda: db.failures >= 3, "the worker read the row while SQL was down")
+        await asyncio.sleep(0.3)
+        db.down = False
+        await real.update_dial_status(sid, "busy", outcome="busy", duration_s=0)
+        service.waiters.notify(sid)
+
+        async def done() -> Job | None:
+            j = await Job.fromId(queue, job.id)
+            return j if j is not None and j.finishedOn else None
+
+        finished = await eventually(done, "the job finished", limit_s=20, interval_s=0.05)
+        assert finished.returnvalue["outcome"] == "busy", finished.failedReason
+        assert finished.attemptsMade <= 1 and len(placer.placed) == 1
+    finally:
+        await service.stop()
+        await queue.obliterate(force=True)
+        await queue.close()
+        await real.close()
