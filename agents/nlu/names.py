@@ -18,7 +18,10 @@ calling about…" what they are.
 
 from __future__ import annotations
 
+import functools
 import re
+import tomllib
+from importlib import resources
 
 MAX_TOKENS = 3
 
@@ -132,8 +135,9 @@ def extract_name(text: str, *, after_name_question: bool = False) -> str | None:
     here = _here_name(text, cased=cased)
     if here:
         return here
-    if after_name_question and not matches:
-        return _lone_name(text, cased=cased)
+    if after_name_question:
+        lone = None if matches else _lone_name(text, cased=cased)
+        return lone or _leading_name(text, cased=cased)
     return None
 
 
@@ -200,6 +204,24 @@ def _lone_name(text: str, *, cased: bool) -> str | None:
     return best
 
 
+# Words that open a new clause after a name given on its own ("Luis, I'm calling about…").
+_CLAUSE_OPENERS = {"i", "im", "i'm", "we", "were", "my", "our", "calling", "and", "about",
+                   "regarding", "the", "its", "it's", "this", "there", "theres"}
+
+
+def _leading_name(text: str, *, cased: bool) -> str | None:
+    """Right after the question, a reply that starts with only a name and then goes on
+    in a new clause: "Luis, I'm calling about the water heater" → "Luis"."""
+    pieces = _segments(_tokens(text))
+    for k in range(1, min(len(pieces), 3)):
+        rest = pieces[k]
+        while rest and _bare(rest[0]) in _FILLERS - {"it", "its"}:
+            rest = rest[1:]
+        if rest and _bare(rest[0]) in _CLAUSE_OPENERS:
+            return _lone_name(", ".join(" ".join(p) for p in pieces[:k]), cased=cased)
+    return None
+
+
 def _segments(tokens: list[str]) -> list[list[str]]:
     """Pieces between punctuation; a word ending in "." ends a piece unless it is "Dr."."""
     out: list[list[str]] = [[]]
@@ -261,10 +283,20 @@ def _collect(tokens: list[str], *, cased: bool, strict: bool) -> str | None:
     return " ".join(words)
 
 
+@functools.cache
+def _not_names() -> frozenset[str]:
+    """Profanity, interjections and trade words (not_names.toml): never a name."""
+    text = resources.files(__package__).joinpath("not_names.toml").read_text("utf-8")
+    data = tomllib.loads(text)
+    return frozenset(w for words in data.values() for w in words)
+
+
 def _is_name_word(word: str, *, cased: bool, strict: bool) -> bool:
     if len(word) < 2 or not word[0].isalpha():
         return False  # a lone letter is an initial or noise, not a name to greet
     low = word.lower()
+    if low in _not_names():
+        return False
     if low in _ALSO_NAMES and (not strict or (cased and word[0].isupper())):
         return True
     if low in _STOP or low in _FILLERS or low in _PARTICLES or len(word) > 30:
