@@ -27,12 +27,14 @@ def render_script(script: SalesScript, contact: Mapping[str, object] | None = No
              + (f"; you are {who}" if who else "") + ". Follow this script "
              "(\"" + script.name + "\"), stage by stage, in your own natural words, "
              "one short turn at a time, and let the callee answer."]
-    for i, stage in enumerate(STAGES, 1):
+    number = 0
+    for stage in STAGES:
         spec = script.stage(stage)
         said = render_lines(spec.lines, values)
         if not said:
             continue
-        entry = f"{i}. {stage.capitalize()}: \"{said}\""
+        number += 1
+        entry = f"{number}. {stage.capitalize()}: \"{said}\""
         if spec.advance:
             entry += " Move on when they agree or answer."
         lines.append(entry)
@@ -43,8 +45,9 @@ def render_script(script: SalesScript, contact: Mapping[str, object] | None = No
         lines.append("Objections and how to answer them (answer the objection, then go "
                      "back to where you were):")
         for objection in script.objections:
-            example = objection.triggers[0] if objection.triggers else objection.key
-            lines.append(f"- If they say something like \"{example}\" ({objection.key}): "
+            examples = " / ".join(f"\"{t}\""
+                                  for t in script.triggers.get(objection.key, ())[:3])
+            lines.append(f"- If they say something like {examples} ({objection.key}): "
                          f"\"{render_line(objection.handling, values)}\"")
     lines.append("If they say no twice, or are not interested: \""
                  + render_line(script.declined, values) + "\" and end the call.")

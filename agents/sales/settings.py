@@ -83,6 +83,7 @@ def anchor_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     sales = data.get("sales")
     if not isinstance(sales, dict) or not isinstance(sales.get("scripts"), dict):
         return data
+    base = base.resolve()
     scripts = {name: str(base / path) if isinstance(path, str) and not Path(path).is_absolute()
                else path for name, path in sales["scripts"].items()}
     return {**data, "sales": {**sales, "scripts": scripts}}
