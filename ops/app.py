@@ -27,7 +27,7 @@ from media.clock import MediaClock
 from media.engine import MediaEngine
 from media.vad import make_engine
 from ops import metrics
-from ops.booking import Booking
+from ops.booking import Booking, BookingCollector
 from ops.business import Businesses
 from ops.call_analysis import CallAnalyses
 from ops.campaigns import Campaigns
@@ -161,6 +161,7 @@ class Runtime:
         self.reloader = ConfigReloader(config_path, config, self._apply,
                                        config.server.reload_poll_s)
         self.registry = metrics.make_registry(self)
+        self.registry.register(BookingCollector())
         self.registry.register(self.messaging.collector())
         self.registry.register(self.campaigns.collector())
         self.registry.register(DialerCollector(self.dialer))

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
 from agents.booking.builtin import BuiltinCalendar
-from agents.booking.service import BookingService
+from agents.booking.service import STATS, BookingService
 from agents.booking.tools import DESK
 from agents.booking.web import BookingLink
 
@@ -90,3 +93,30 @@ class Booking:
             DESK.service = None
         if service is not None:
             await service.provider.close()
+
+
+class BookingCollector(Collector):
+    """`agents.booking.service.STATS` on /metrics, read at scrape time."""
+
+    def collect(self) -> Iterator[object]:
+        s = STATS
+        yield CounterMetricFamily("leadline_booking_booked", "Meetings booked (tools and link)",
+                                  value=s.booked)
+        yield CounterMetricFamily("leadline_booking_conflicts",
+                                  "Bookings refused because the slot was taken meanwhile",
+                                  value=s.conflicts)
+        errors = CounterMetricFamily("leadline_booking_calendar_errors",
+                                     "Calendar failures, by kind", labels=["kind"])
+        for kind in ("auth", "forbidden", "rate_limited", "unavailable", "other"):
+            errors.add_metric([kind], s.calendar_errors.get(kind, 0))
+        yield errors
+        yield CounterMetricFamily("leadline_booking_token_refreshes",
+                                  "Google OAuth token refreshes", value=s.refreshes)
+        yield CounterMetricFamily("leadline_booking_retries",
+                                  "Google Calendar requests retried (429, 5xx, timeouts)",
+                                  value=s.retries)
+        link = CounterMetricFamily("leadline_booking_link_posts",
+                                   "Booking link submissions, by result", labels=["result"])
+        link.add_metric(["booked"], s.link_booked)
+        link.add_metric(["refused"], s.link_refused)
+        yield link

@@ -34,6 +34,7 @@ import aiohttp
 
 from agents.booking.core import Interval
 from agents.booking.providers import CalendarError, CreatedEvent
+from agents.booking.service import STATS
 from agents.booking.settings import GoogleCalendarSettings
 
 log = logging.getLogger("leadline.booking.google")
@@ -147,6 +148,7 @@ class GoogleCalendar:
             raise CalendarError(f"google token endpoint unreachable: {exc!r}",
                                 retryable=True) from None
         self.refreshes += 1
+        STATS.refreshes += 1
 
     # -- requests -------------------------------------------------------------------
 
@@ -202,6 +204,7 @@ class GoogleCalendar:
 
     async def _backoff(self, attempt: int, retry_after: str | None) -> None:
         self.retries += 1
+        STATS.retries += 1
         delay = self.settings.backoff_s * (2 ** (attempt - 1))
         if retry_after and retry_after.strip().isdigit():
             delay = max(delay, float(retry_after.strip()))

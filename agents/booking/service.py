@@ -33,6 +33,35 @@ from agents.booking.settings import BookingSettings
 log = logging.getLogger("leadline.booking")
 
 
+class BookingStats:
+    """Process-wide booking figures (plain ints, read at scrape time by `ops/`); they
+    outlive a service rebuilt on reload."""
+
+    __slots__ = ("booked", "calendar_errors", "conflicts", "link_booked", "link_refused",
+                 "refreshes", "retries")
+
+    def __init__(self) -> None:
+        self.booked = 0
+        self.conflicts = 0
+        # by kind: auth (401), forbidden (403), rate_limited (429), unavailable (5xx,
+        # timeouts, unreachable), other
+        self.calendar_errors: dict[str, int] = {}
+        self.refreshes = 0
+        self.retries = 0
+        self.link_booked = 0
+        self.link_refused = 0
+
+    def calendar_error(self, exc: Exception) -> None:
+        status = getattr(exc, "status", None)
+        kind = ("auth" if status == 401 else "forbidden" if status == 403
+                else "rate_limited" if status == 429
+                else "unavailable" if getattr(exc, "retryable", False) else "other")
+        self.calendar_errors[kind] = self.calendar_errors.get(kind, 0) + 1
+
+
+STATS = BookingStats()
+
+
 @dataclass(frozen=True, slots=True)
 class Booked:
     slot: Interval
@@ -116,6 +145,7 @@ class BookingService:
             slot = check_start(start, now=now, slots=free)
         except BookingInputError:
             self.conflicts += 1
+            STATS.conflicts += 1
             raise Taken(await self.proposals(callee=callee, business_zone=business_zone)) \
                 from None
         kwargs: dict[str, Any] = {"key": key}
@@ -126,9 +156,11 @@ class BookingService:
                                                      description, email, **kwargs)
         except SlotTaken:
             self.conflicts += 1
+            STATS.conflicts += 1
             raise Taken(await self.proposals(callee=callee, business_zone=business_zone)) \
                 from None
         self.booked += 1
+        STATS.booked += 1
         log.info("meeting booked", extra={"call_sid": call_sid, "start": slot.start.isoformat(),
                                           "provider": self.provider.name})
         invited = bool(getattr(self.provider, "invites", False))

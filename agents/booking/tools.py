@@ -34,7 +34,7 @@ from agents.booking.core import (
     spoken_time,
 )
 from agents.booking.providers import CalendarError
-from agents.booking.service import BookingService, Taken
+from agents.booking.service import STATS, BookingService, Taken
 from agents.tools.framework import ToolContext, ToolError, tool
 
 MAX_CALLS = 4096
@@ -110,6 +110,7 @@ async def check_availability(
     except BookingInputError as exc:
         raise ToolError(str(exc)) from None
     except CalendarError as exc:
+        STATS.calendar_error(exc)
         raise ToolError(f"the calendar cannot be read right now ({exc}); offer that "
                         "someone will call back to schedule") from None
     if not proposals:
@@ -175,6 +176,7 @@ async def book_meeting(
                            if taken.proposals else "Nothing else is free; offer a call back.")
                         ) from None
     except CalendarError as exc:
+        STATS.calendar_error(exc)
         raise ToolError(f"the meeting could not be booked ({exc}); offer that someone "
                         "will confirm by email") from None
     call.meeting = booked.meeting()

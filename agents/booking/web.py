@@ -30,7 +30,7 @@ from agents.booking.core import (
 )
 from agents.booking.link import form_token_ok, make_form_token, read_link_token
 from agents.booking.providers import CalendarError
-from agents.booking.service import BookingService, Taken
+from agents.booking.service import STATS, BookingService, Taken
 from agents.booking.settings import BookingSettings
 
 log = logging.getLogger("leadline.booking.web")
@@ -130,6 +130,7 @@ class BookingLink:
             slots = await service.slots(callee=view, business_zone=zone,
                                         limit=MAX_SLOTS_SHOWN)
         except CalendarError as exc:
+            STATS.calendar_error(exc)
             log.warning("booking page: calendar unavailable: %s", exc)
             return web.Response(status=503, text="The calendar is unavailable; try later.")
         text = render_page(title="Book a time", slots=slots, zone=view,
@@ -147,6 +148,7 @@ class BookingLink:
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
         if not form_token_ok(secret, link, fields.get("f", ""), self._clock()):
             self.refused += 1
+            STATS.link_refused += 1
             return await self._page(service, secret, link, zone, view, status=403,
                                     error=True, message="This page expired; pick a time again.")
         try:
@@ -154,6 +156,7 @@ class BookingLink:
             email = clean_email(str(fields.get("email", "")))
         except BookingInputError as exc:
             self.refused += 1
+            STATS.link_refused += 1
             return await self._page(service, secret, link, zone, view, status=400,
                                     error=True, message=str(exc))
         name = " ".join(str(fields.get("name", ""))[:100].split())
@@ -167,15 +170,19 @@ class BookingLink:
                 key=f"web:{link}:{start.isoformat()}:{email}")
         except BookingInputError as exc:
             self.refused += 1
+            STATS.link_refused += 1
             return await self._page(service, secret, link, zone, view, status=400,
                                     error=True, message=str(exc))
         except Taken:
             self.refused += 1
+            STATS.link_refused += 1
             return await self._page(service, secret, link, zone, view, status=409, error=True,
                                     message="That time was just taken. Please pick another.")
         except CalendarError as exc:
+            STATS.calendar_error(exc)
             log.warning("booking link: calendar failed: %s", exc)
             return web.Response(status=503, text="The calendar is unavailable; try later.")
         self.booked += 1
+        STATS.link_booked += 1
         return web.Response(text=render_booked("Booked", booked.say),
                             content_type="text/html", charset="utf-8")

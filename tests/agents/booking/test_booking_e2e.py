@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import msgspec
 
 from agents.booking.core import Rules, free_slots
@@ -100,3 +101,11 @@ async def test_book_meeting_through_the_server_invites_and_reports(tmp_path: Pat
                    and e["item"].get("type") == "function_call_output"]
         assert len(outputs) == 1 and '"booked":true' in outputs[0]
         assert "You're booked for" in outputs[0] and "Pacific" in outputs[0]
+        async with aiohttp.ClientSession() as http, \
+                http.get(rig.server.url + "/metrics") as resp:
+            text = await resp.text()
+        booked = [line for line in text.splitlines()
+                  if line.startswith("leadline_booking_booked_total ")]
+        assert booked and float(booked[0].split()[1]) >= 1
+        assert 'leadline_booking_calendar_errors_total{kind="auth"}' in text
+        assert google.token_requests[0]["grant_type"] == "refresh_token"
