@@ -70,7 +70,7 @@ def _zones(context: ToolContext, service: BookingService) -> tuple[ZoneInfo, str
     call = context.call
     business_zone = call.business.timezone if call.business is not None else ""
     phone = call.to_number if call.direction == "outbound" else call.from_number
-    fallback = service.settings.time_zone or business_zone
+    fallback = business_zone or service.settings.time_zone
     zone = callee_zone(phone=phone, state=call.parameters.get("State", ""), fallback=fallback)
     return zone, business_zone
 
