@@ -22,7 +22,8 @@ Success (`success`, with the reason in `success_reason`):
 - inbound: `transferred` or `emergency_alerted`; `message_taken` only when the
   business can call back (a valid caller number, or one said on the call) and
   every required capture question has a real answer (a refusal such as "I'd rather
-  not say", refusals.toml, is no answer); `info_only` and `abandoned` never.
+  not say", refusals.toml, is no answer; a `name`, `address`, `phone` or `email`
+  heard elsewhere in the call counts); `info_only` and `abandoned` never.
 
 Everything is bounded: at most `MAX_TURNS` turns, `MAX_TURN_CHARS` per turn,
 `MAX_ENTITY_CHARS` of caller speech through the entity extractor, `MAX_TRIAGE_CHARS`
@@ -189,7 +190,7 @@ def build_analysis(facts: CallFacts, *, summary: str | None = None,
                for f, a in list(facts.answers.items())[:50] if isinstance(a, str)}
     name = facts.caller_name or _named(_answer(answers, "name")) or _first_name(entities)
     outcome = _outcome(facts, caller, category, answers, entities)
-    success, reason = _success(facts, outcome, answers, entities)
+    success, reason = _success(facts, outcome, answers, entities, name)
     new_lead = _new_lead(facts, outcome)
     intent = _intent(caller)
     analysis = CallAnalysis(
@@ -315,8 +316,22 @@ def _outcome(facts: CallFacts, caller: list[str], category: str,
     return "info_only"
 
 
+def _heard(field: str, name: str, facts: CallFacts,
+           entities: dict[str, list[dict[str, Any]]]) -> bool:
+    """A required field said elsewhere in the call counts as answered."""
+    if field == "name":
+        return bool(name)
+    if field == "address":
+        return bool(facts.address or entities.get("addresses"))
+    if field in ("phone", "callback_number", "number"):
+        return bool(entities.get("phones"))
+    if field == "email":
+        return bool(entities.get("emails"))
+    return False
+
+
 def _success(facts: CallFacts, outcome: str, answers: dict[str, CapturedAnswer],
-             entities: dict[str, list[dict[str, Any]]]) -> tuple[bool, str]:
+             entities: dict[str, list[dict[str, Any]]], name: str) -> tuple[bool, str]:
     if facts.direction == "outbound":
         if outcome in OUTBOUND_SUCCESS:
             return True, f"outbound call ended {outcome}"
@@ -327,7 +342,8 @@ def _success(facts: CallFacts, outcome: str, answers: dict[str, CapturedAnswer],
         return False, f"{outcome.replace('_', ' ')}: nothing for the business to act on"
     reachable = facts.caller_number_valid or bool(entities.get("phones"))
     missing = [q.field for q in facts.questions
-               if q.required and q.field not in _useful(answers)]
+               if q.required and q.field not in _useful(answers)
+               and not _heard(q.field, name, facts, entities)]
     if not reachable:
         return False, "message taken but no number to call back"
     if missing:

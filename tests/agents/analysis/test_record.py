@@ -185,3 +185,9 @@ def test_fuzz_builder_never_raises(turns: list[tuple[str, str]], answers: dict[s
         assert a.outcome in INBOUND_OUTCOMES
     assert isinstance(a.success, bool)
     msgspec.json.encode(a)
+
+
+def test_required_fields_heard_elsewhere_count() -> None:
+    said = "Hi, this is Raj Patel. My water heater is leaking at 12 Oak Street."
+    a = build_analysis(facts(("caller", said), priority="HIGH", category="water_leak"))
+    assert a.caller_name == "Raj Patel" and a.success, a.success_reason
