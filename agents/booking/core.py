@@ -13,6 +13,7 @@ instants are aware datetimes; comparisons are done in UTC.
 
 from __future__ import annotations
 
+import bisect
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Sequence
@@ -107,12 +108,17 @@ def free_slots(rules: Rules, busy: Iterable[Interval], *, now: datetime, callee:
     time) drops earlier starts that day, for "Tuesday afternoon"."""
     if now.tzinfo is None:
         raise ValueError("now must be aware")
-    blocked = sorted(b for b in list(busy)[:MAX_BUSY] if b.end > b.start)
+    starts, ends = _blocked(busy, rules.buffer)
     earliest = now + rules.min_notice
     latest = now + rules.horizon
     out: list[Interval] = []
     for slot in _grid(rules, now, day, callee):
         if slot.start < earliest or slot.start >= latest:
+            continue
+        # The first blocked span ending after the slot starts; it overlaps if it also
+        # starts before the slot ends (spans are merged, so one look is enough).
+        i = bisect.bisect_right(ends, slot.start)
+        if i < len(ends) and starts[i] < slot.end:
             continue
         local_start = slot.start.astimezone(callee)
         local_end = slot.end.astimezone(callee)
@@ -125,12 +131,26 @@ def free_slots(rules: Rules, busy: Iterable[Interval], *, now: datetime, callee:
         end_min = _minute_of_day(local_end) or 24 * 60
         if _minute_of_day(local_start) < rules.callee_open or end_min > rules.callee_close:
             continue
-        if any(slot.overlaps(b, rules.buffer) for b in blocked):
-            continue
         out.append(slot)
         if len(out) >= limit:
             break
     return out
+
+
+def _blocked(busy: Iterable[Interval], pad: timedelta) -> tuple[list[datetime],
+                                                                 list[datetime]]:
+    """Busy intervals widened by `pad` and merged: parallel sorted starts and ends."""
+    spans = sorted((b.start - pad, b.end + pad) for b in list(busy)[:MAX_BUSY]
+                   if b.end > b.start)
+    starts: list[datetime] = []
+    ends: list[datetime] = []
+    for start, end in spans:
+        if ends and start <= ends[-1]:
+            ends[-1] = max(ends[-1], end)
+        else:
+            starts.append(start)
+            ends.append(end)
+    return starts, ends
 
 
 def _grid(rules: Rules, now: datetime, day: date | None, callee: ZoneInfo) -> Iterator[Interval]:
@@ -141,16 +161,28 @@ def _grid(rules: Rules, now: datetime, day: date | None, callee: ZoneInfo) -> It
         # The callee's day touches at most the host's day before, same and after.
         first = max(first, day - timedelta(days=1))
         last = min(last, day + timedelta(days=1))
+    length = int(rules.duration.total_seconds() // 60)
+    minutes = range(rules.open_min, rules.close_min - length + 1, rules.step_min)
+    if not minutes:
+        return
     current = first
     while current <= last:
         if current.weekday() in rules.weekdays:
-            minute = rules.open_min
-            while minute + int(rules.duration.total_seconds() // 60) <= rules.close_min:
-                start = _wall(current, minute, rules.zone)
-                if start is not None:
-                    start = start.astimezone(UTC)
+            opening = _wall(current, minutes[0], rules.zone)
+            closing = _wall(current, minutes[-1], rules.zone)
+            if opening is not None and closing is not None \
+                    and opening.utcoffset() == closing.utcoffset():
+                # No clock change inside the working day: step in absolute time.
+                base = opening.astimezone(UTC)
+                for minute in minutes:
+                    start = base + timedelta(minutes=minute - minutes[0])
                     yield Interval(start, start + rules.duration)
-                minute += rules.step_min
+            else:
+                for minute in minutes:
+                    wall = _wall(current, minute, rules.zone)
+                    if wall is not None:
+                        start = wall.astimezone(UTC)
+                        yield Interval(start, start + rules.duration)
         current += timedelta(days=1)
 
 

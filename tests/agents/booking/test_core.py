@@ -199,3 +199,34 @@ def test_any_text_is_a_value_or_a_booking_input_error(text: str) -> None:
 def test_bad_settings_name_the_key(raw: dict[str, object], key: str) -> None:
     with pytest.raises(msgspec.ValidationError, match=key):
         msgspec.convert(raw, BookingSettings)
+
+
+_ZONES = st.sampled_from(["America/New_York", "America/Los_Angeles", "Europe/London",
+                          "Australia/Lord_Howe", "Asia/Kolkata", "America/Phoenix"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(host=_ZONES, callee=_ZONES,
+       now=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2028, 1, 1),
+                        timezones=st.just(UTC)),
+       busy=st.lists(st.tuples(st.integers(0, 14 * 24 * 4), st.integers(1, 16)), max_size=30),
+       buffer_min=st.integers(0, 30))
+def test_every_slot_obeys_every_rule(host: str, callee: str, now: datetime,
+                                     busy: list[tuple[int, int]], buffer_min: int) -> None:
+    r = rules(time_zone=host, buffer_min=buffer_min)
+    spans = [Interval(now + timedelta(minutes=15 * a), now + timedelta(minutes=15 * (a + b)))
+             for a, b in busy]
+    zone = ZoneInfo(callee)
+    slots = free_slots(r, spans, now=now, callee=zone, limit=1000)
+    pad = timedelta(minutes=buffer_min)
+    assert slots == sorted(set(slots))
+    for s in slots:
+        assert s.end - s.start == timedelta(minutes=30)
+        assert now + timedelta(minutes=60) <= s.start < now + timedelta(days=14)
+        assert not any(s.overlaps(b, pad) for b in spans)
+        local = s.start.astimezone(ZoneInfo(host))
+        assert local.weekday() < 5 and 9 * 60 <= local.hour * 60 + local.minute <= 16 * 60 + 30
+        mine = s.start.astimezone(zone)
+        ends = s.end.astimezone(zone)
+        assert 8 * 60 <= mine.hour * 60 + mine.minute
+        assert ends.date() == mine.date() and ends.hour * 60 + ends.minute <= 20 * 60
