@@ -1,0 +1,1 @@
+"""The fault harness (`benchmarks/chaos.sh`): real Redis/PostgreSQL killed under load."""
