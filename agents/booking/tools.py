@@ -99,6 +99,9 @@ async def check_availability(
         request = parse_day(day, now=started, zone=zone) if day.strip() else None
         if day.strip() and request is None:
             raise BookingInputError(f"{day!r} is not a day; ask which day suits them")
+        if request is not None and request.day < service.clock().astimezone(zone).date():
+            raise BookingInputError(f"{request.day:%A, %B} {request.day.day} has passed; "
+                                    "ask for a day from today on")
         proposals = await service.proposals(callee=zone, business_zone=business_zone,
                                             day=request)
         if not proposals and request is not None:

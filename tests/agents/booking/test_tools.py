@@ -86,6 +86,8 @@ async def test_thursday_instead(service: BookingService) -> None:
     assert out["alternatives"][0]["say"].startswith("Wednesday, December 2")
     with pytest.raises(ToolError, match="not a day"):
         await run(check_availability, context(), '{"day": "purple"}')
+    with pytest.raises(ToolError, match="has passed"):
+        await run(check_availability, context(), '{"day": "2026-11-30"}')
 
 
 async def test_book_sets_the_meeting_and_confirms(service: BookingService, db: Database) -> None:
