@@ -40,6 +40,8 @@ class CallContext:
     direction: Literal["inbound", "outbound"] = "inbound"
     # Caller memory as it travels with the call: a name, "" (ask for it) or None.
     caller_name: str | None = None
+    # What a returning caller called about last time ("" unknown): `agents.memory`.
+    last_issue: str = ""
     parameters: Mapping[str, str] = field(default_factory=dict)
     # The business the call is for (by the number called, or the outbound job);
     # None with no `[[businesses]]` configured: the brains use their own settings.
@@ -60,7 +62,7 @@ class CallContext:
     @property
     def memory(self) -> CallerMemory:
         """What we know about the caller, as `agents.memory` defines it."""
-        return recall(self.caller_name)
+        return recall(self.caller_name, self.last_issue)
 
 
 class BrainOutput(Protocol):
@@ -71,6 +73,11 @@ class BrainOutput(Protocol):
 
     def agent_audio_done(self, item_id: str) -> None:
         """The response `item_id` has no more audio to come."""
+
+    def drop_agent_audio(self) -> None:
+        """Agent audio queued and not yet heard must not be heard (the brain's next
+        reply has to come first: the 911 line). The call drops it and tells the brain
+        what was heard, as after a barge-in (`cancel`, then `truncate`)."""
 
     def transcript(self, role: Role, text: str, item_id: str | None = None) -> None:
         """A final transcript of a caller turn or an agent response."""

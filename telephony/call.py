@@ -273,6 +273,12 @@ class Call(BrainOutput):
     def caller_speech_started(self) -> None:
         self.media.interrupt()
 
+    def drop_agent_audio(self) -> None:
+        # The same cut as a barge-in: playout cleared, the leg's buffer cleared, the brain
+        # told what was heard (nothing happens when nothing is queued).
+        if self.media is not None:
+            self.media.interrupt()
+
     def end_call(self, reason: str) -> None:
         self.hangup_reason = reason or "agent ended the call"
         if self.media is not None and self.media.playout.idle:

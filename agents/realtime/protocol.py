@@ -521,8 +521,14 @@ class RealtimeConversation:
 
     def instruct_next(self, text: str) -> None:
         """The next response must follow `text` (e.g. say the 911 line first): a reply in
-        flight is cancelled and a new one is asked for, carrying the instruction."""
+        flight is cancelled and a new one is asked for, carrying the instruction.
+
+        Agent audio already queued for the caller (this reply's, or a finished one still
+        playing out) would be heard first: the call drops it (`drop_agent_audio`, which
+        comes back here as a barge-in would: `cancel`, `truncate`) before the new
+        response is asked for, so the cut cannot cancel that one too."""
         self._next_instruction = text
+        self.output.drop_agent_audio()
         if self.state != "open":
             self._reply = _Reply.OWED
             return

@@ -27,6 +27,7 @@ class RecordingOutput:
     audio_done: list[str] = field(default_factory=list)
     transcripts: list[tuple[str, str, str | None]] = field(default_factory=list)
     speech_started: int = 0
+    drops: int = 0
     ended: list[str] = field(default_factory=list)
     transfers: list[str] = field(default_factory=list)
     dtmf: list[str] = field(default_factory=list)
@@ -38,6 +39,9 @@ class RecordingOutput:
 
     def agent_audio_done(self, item_id: str) -> None:
         self.audio_done.append(item_id)
+
+    def drop_agent_audio(self) -> None:
+        self.drops += 1
 
     def transcript(self, role: str, text: str, item_id: str | None = None) -> None:
         self.transcripts.append((role, text, item_id))
