@@ -1,7 +1,8 @@
-"""End to end through the real server: an outbound call whose realtime model (the fake,
-scripted) calls `book_meeting`; the event lands in the fake Google Calendar with the
-callee invited (sendUpdates=all) and the BullMQ job's returnvalue is `meeting_booked`
-with the event's start, zone, attendee, id and link."""
+"""End to end through the real server: an outbound sales call where the callee raises two
+objections and the realtime model (the fake, scripted) then calls `book_meeting`; the
+event lands in the fake Google Calendar with the callee invited (sendUpdates=all) and the
+BullMQ job's returnvalue is `meeting_booked` with the event's start, zone, attendee, id
+and link, and the objections."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ async def booking_rig(tmp_path: Path, start: datetime
     default_breaker.reset()
     google = await FakeGoogleCalendar(calendar_id="sales@example.com").start()
     turns = (
-        Turn(transcript="Hello, front desk.", reply="Could we set up a short call?"),
+        Turn(transcript="Hello, front desk. We already have insurance, and what does it cost?",
+             reply="This is a free benchmark of what you have. Could we set up a short call?"),
         Turn(transcript="Sure, Tuesday at 3 works.", reply="Let me book that.",
              tool_calls=(ScriptedToolCall("book_meeting", {
                  "start": start.astimezone(LA).isoformat(), "email": "ada@example.com",
@@ -90,6 +92,7 @@ async def test_book_meeting_through_the_server_invites_and_reports(tmp_path: Pat
         assert meeting["zone"] == "America/Los_Angeles"
         assert datetime.fromisoformat(meeting["start"]) == start
         assert meeting["request"] == "Sure, Tuesday at 3 works."
+        assert value["objections"] == ["competitor", "price"]  # raised, then booked anyway
         received = google.requests
         assert [r.path.rsplit("/", 1)[-1] for r in received] == ["freeBusy", "events"]
         # The model was offered the booking tools and got the spoken confirmation back.
