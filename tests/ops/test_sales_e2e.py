@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 async def test_a_sales_call_with_two_objections_books(tmp_path: Path) -> None:
     default_breaker.reset()
     fake = await serve_fake_realtime(0, Script(
-        greeting="Hi Ada, this is Alex with Practice Benchmark.",
+        greeting="Hi Ada, this is Alex, an automated assistant.",
         turns=(Turn(transcript="We already have insurance.", reply="It's a benchmark."),
                Turn(transcript="Okay, and what does it cost?", reply="It's free."),
                Turn(transcript="Sure, Tuesday at 3 works.", reply="Great, see you then.")),
@@ -41,7 +41,8 @@ async def test_a_sales_call_with_two_objections_books(tmp_path: Path) -> None:
             assert "licensed insurance agent" in instructions
             assert "Bay Dental" in instructions  # the job's contact, interpolated
             creates = [e for e in fake.fake.received if e.get("type") == "response.create"]
-            assert "Hi Ada, this is Alex with Practice Benchmark" in str(creates[0])
+            assert ("Hi Ada, this is Alex, an automated assistant calling for Practice "
+                    "Benchmark") in str(creates[0])
             db = rig.server.runtime.persistence.db
 
             async def summary() -> object:

@@ -20,7 +20,8 @@ def follower(contact: dict[str, object] | None = None) -> SalesFollower:
 def test_walks_every_stage_to_the_close() -> None:
     f = follower()
     opening = f.opening()
-    assert opening.startswith("Hi Ada, this is Alex with Practice Benchmark.")
+    assert opening.startswith("Hi Ada, this is Alex, an automated assistant calling for "
+                              "Practice Benchmark.")
     assert "Bay Dental" in opening and f.stage == "intro"
     seen = [f.stage]
     for reply in ("Sure, go ahead.", "Yes, I handle that.", "Okay, maybe.",
@@ -106,7 +107,7 @@ def test_opt_out_says_nothing_the_dialer_says_goodbye() -> None:
 def test_missing_contact_fields_are_not_spoken() -> None:
     f = follower({"firstName": None, "practiceName": "null"})
     opening = f.opening()
-    assert opening.startswith("Hi, this is Alex")
+    assert opening.startswith("Hi, this is Alex, an automated assistant")
     assert "your practice" in opening and "None" not in opening and "{" not in opening
     said = f.caller_turn("not interested")
     assert said == "I understand. Thank you for your time, and have a good day."

@@ -34,6 +34,7 @@ async def test_the_script_is_in_the_session_instructions(fake_factory) -> None: 
         assert "licensed insurance agent" in instructions and "AI disclosure" in instructions
         assert "Bay Dental" in instructions
         create = runner.fake.received_of("response.create")[0]
-        assert "Hi Ada, this is Alex with Practice Benchmark." in str(create)
+        assert ("Hi Ada, this is Alex, an automated assistant calling for Practice "
+                "Benchmark.") in str(create)
     finally:
         await brain.close()
