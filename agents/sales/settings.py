@@ -13,6 +13,7 @@ replaces it.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import msgspec
 
 from agents.sales.script import SalesScript, ScriptError, builtin_script, load_script
 
+log = logging.getLogger("leadline.sales")
 BUILTIN = "default"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -61,9 +63,11 @@ class SalesSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             return builtin_script()
         try:
             return load_script(path)
-        except ScriptError:
-            # Changed on disk since the config loaded and now broken: the builtin one is
-            # better than no script; the next reload reports the error.
+        except ScriptError as exc:
+            # Changed on disk since the config loaded and now broken: the built-in one is
+            # better than no script; said in the log, and by the next config reload.
+            log.warning("sales script unusable; built-in script used",
+                        extra={"script": name, "error": str(exc)[:300]})
             return builtin_script()
 
     def job_scripts(self, extra: tuple[str, ...] = (),

@@ -140,3 +140,17 @@ def test_all_fields_filled_and_values_not_reinterpolated() -> None:
     assert out.startswith("Ada {email} Bay Dental CA ada@example.com +14155552671")
     # A stray brace or an unknown-looking word in literal text is kept as it is.
     assert render_line("5 {x", values) == "5 {x"
+
+
+def test_a_script_broken_on_disk_after_load_falls_back_to_the_builtin(tmp_path: Path) -> None:
+    import os
+
+    from agents.sales.settings import SalesSettings
+
+    path = tmp_path / "recall.toml"
+    path.write_text(GOOD)
+    sales = SalesSettings(scripts={"recall": str(path)})
+    assert sales.script("recall").name == "Recall"
+    path.write_text(GOOD.replace("{practiceName}", "{oops}"))
+    os.utime(path, ns=(1, 1))  # a different stamp even on a coarse clock
+    assert sales.script("recall") is builtin_script()
