@@ -98,6 +98,7 @@ class TurnMachine:
         "_last_speech_end",
         "_lead_in",
         "_now",
+        "_run_credit",
         "_run_onset",
         "_run_speech",
         "_settings",
@@ -118,6 +119,7 @@ class TurnMachine:
         # Current run; _run_onset is None when there is none.
         self._run_onset: float | None = None
         self._run_speech = 0.0
+        self._run_credit = 0.0  # voiced lead-in the run was credited with
         # End of the latest speech window (run or turn).
         self._last_speech_end = float("-inf")
         # Voiced (above the energy gate) but not-yet-speech ms right before now.
@@ -231,6 +233,7 @@ class TurnMachine:
             credit = min(self._lead_in, self._settings.barge_in_ms / 2)
             self._run_onset = start - credit
             self._run_speech = credit
+            self._run_credit = credit
         self._lead_in = 0.0
         self._run_speech += window_ms
         self._last_speech_end = now
@@ -238,11 +241,11 @@ class TurnMachine:
         settings = self._settings
         if state is TurnState.CALLER_SPEAKING:
             self._turn_speech += window_ms
-            if self._agent and self._run_speech + _EPS >= settings.barge_in_ms:
+            if self._agent and self._barge_due(window_ms):
                 return self._barge_in(now)
             return _NONE
         if state is TurnState.AGENT_SPEAKING:
-            if self._run_speech + _EPS >= settings.barge_in_ms:
+            if self._barge_due(window_ms):
                 self._turn_onset = self._run_onset
                 self._turn_speech = self._run_speech
                 self._state = TurnState.CALLER_SPEAKING
@@ -255,6 +258,23 @@ class TurnMachine:
             self._state = TurnState.CALLER_SPEAKING
             return (SpeechStarted(now, self._run_onset, self._run_speech),)
         return _NONE
+
+    def _barge_due(self, window_ms: float) -> bool:
+        """The run is long enough to cut the agent.
+
+        `barge_in_ms` of speech (lead-in credit included), or the window
+        nearest `barge_in_ms` rather than the first past it, once the model
+        itself called more than one window of the run speech. With 32 ms
+        windows (silero) "past 100 ms" is often 128 ms, a window more than
+        asked for and than webrtc's 5 × 20 ms; nearest is 96 ms. A run whose
+        model evidence is a single window (voiced noise and one stray "speech"
+        window) still needs the full `barge_in_ms`, as before.
+        """
+        run = self._run_speech + _EPS
+        barge_in_ms = self._settings.barge_in_ms
+        if run >= barge_in_ms:
+            return True
+        return run >= barge_in_ms - window_ms / 2 and run - self._run_credit > window_ms
 
     def _barge_in(self, now: float) -> Actions:
         onset = self._run_onset if self._run_onset is not None else now

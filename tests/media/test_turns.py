@@ -244,7 +244,8 @@ def test_invariants_under_arbitrary_event_sequences(segs: list[tuple]) -> None:
                 turn_open = True
             elif isinstance(action, BargeIn):
                 assert agent_before and not tm.agent_playing
-                assert action.speech_ms >= cfg.barge_in_ms - 1e-6
+                # The window nearest barge_in_ms: at most half a (≤ 32 ms) window short.
+                assert action.speech_ms >= cfg.barge_in_ms - 16 - 1e-6
                 turn_open = True
             else:
                 assert turn_open
@@ -316,3 +317,20 @@ def test_voiced_noise_alone_or_with_one_speech_window_does_not_barge_in() -> Non
     actions, t = _silero_like(tm, t, "vvvs.....")  # noise and a blip
     assert not any(isinstance(a, BargeIn) for a in actions)
     assert tm.state is TurnState.AGENT_SPEAKING
+
+
+def test_barge_in_is_decided_at_the_window_nearest_barge_in_ms() -> None:
+    """20 ms windows (webrtc): 5 windows = 100 ms. 32 ms windows (silero): 3 = 96 ms, not
+    4 = 128 ms; a run two windows long (64 ms) never interrupts."""
+    for window, needed in ((20.0, 5), (32.0, 3), (10.0, 10)):
+        tm = TurnMachine(SETTINGS)
+        tm.agent_started(0.0)
+        actions, t = feed(tm, 0.0, "S" * (needed - 1), window)
+        assert actions == [], window
+        actions, t = feed(tm, t, "S", window)
+        assert [type(a) for a in actions] == [BargeIn], window
+        assert actions[0].speech_ms == needed * window
+    tm = TurnMachine(SETTINGS)
+    tm.agent_started(0.0)
+    actions, _ = feed(tm, 0.0, "SS" + "_" * 10 + "SS", 32.0)
+    assert actions == []  # two short runs: neither reaches 100 ms
