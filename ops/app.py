@@ -29,7 +29,7 @@ from media.vad import make_engine
 from ops import metrics
 from ops.booking import Booking, BookingCollector
 from ops.business import Businesses
-from ops.call_analysis import CallAnalyses
+from ops.call_analysis import AnalysisCollector, CallAnalyses
 from ops.campaigns import Campaigns
 from ops.coach import Coaching
 from ops.config import Config
@@ -116,7 +116,8 @@ class Runtime:
             self.config.dialer.scripts, self.config.dialer.default_script)
         # Businesses by called number: each caller turn triaged, the owner's texts.
         self.businesses = Businesses(lambda: self.config, lambda: self.messaging.conversation,
-                                     lambda: self.persistence.db)
+                                     lambda: self.persistence.db,
+                                     lambda: self.campaigns.email_sender)
         # The coach of each sales call ([coach] enabled): guidance into the live session.
         self.coaching = Coaching(lambda: self.config, lambda: self.persistence.db)
         # The calendar the booking tools and the /book link use ([booking]).
@@ -165,6 +166,7 @@ class Runtime:
         self.registry.register(self.messaging.collector())
         self.registry.register(self.campaigns.collector())
         self.registry.register(DialerCollector(self.dialer))
+        self.registry.register(AnalysisCollector(self.analyses))
         self.registry.register(self.coaching.collector())
         if self.livekit is not None:
             from ops.livekit_metrics import LiveKitCollector

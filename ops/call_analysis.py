@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from agents.analysis.analyst import CallAnalyst, Owner
 from agents.analysis.record import CallFacts, Question
@@ -241,6 +244,28 @@ class CallAnalyses(CallObserver):
                 "notices_sent": s.notices_sent, "notices_failed": s.notices_failed,
                 "invalid_owner_phones": s.invalid_owner_phones, "dropped": self.dropped,
                 "in_flight": len(self._tasks)}
+
+
+class AnalysisCollector(Collector):
+    """The analysis counters on /metrics, read at scrape time."""
+
+    def __init__(self, analyses: CallAnalyses) -> None:
+        self.analyses = analyses
+
+    def collect(self) -> Iterator[object]:
+        st = self.analyses.status()
+        fam = CounterMetricFamily("leadline_call_analyses", "End-of-call analyses, by event",
+                                  labels=["event"])
+        for event in ("analysed", "model_summaries", "model_fallbacks", "store_failures",
+                      "dropped"):
+            fam.add_metric([event], st[event])
+        yield fam
+        notices = CounterMetricFamily("leadline_new_lead_notices",
+                                      "Owner new-lead notices, by result", labels=["result"])
+        notices.add_metric(["sent"], st["notices_sent"])
+        notices.add_metric(["failed"], st["notices_failed"])
+        notices.add_metric(["invalid_owner_phone"], st["invalid_owner_phones"])
+        yield notices
 
 
 def _replace(facts: CallFacts, **changes: Any) -> CallFacts:

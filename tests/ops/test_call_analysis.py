@@ -135,3 +135,19 @@ async def test_disabled_writes_nothing() -> None:
     assert obs.status()["analysed"] == 0
 
 
+
+
+async def test_counters_reach_the_metrics_collector() -> None:
+    from ops.call_analysis import AnalysisCollector
+
+    obs, _, _, _ = rig()
+    call = FakeCall(CallContext("CA6", from_number="+14155552671", caller_name=""))
+    obs.call_started(call)  # type: ignore[arg-type]
+    talk(obs, call, "caller", "My sink is leaking.")
+    obs.call_ended(call)  # type: ignore[arg-type]
+    await obs.stop()
+    families = {f.name: {tuple(s.labels.values()): s.value for s in f.samples
+                         if s.name.endswith("_total")}
+                for f in AnalysisCollector(obs).collect()}
+    assert families["leadline_call_analyses"][("analysed",)] == 1
+    assert families["leadline_new_lead_notices"][("sent",)] == 1
