@@ -19,19 +19,39 @@ Menu actions (`[scripted] menu`, digit → action):
   "transfer:NUMBER"  hand the caller to NUMBER
 A digit not in the menu, or mapped to an unknown action, is answered with
 `reply`, which is where the menu is explained to the caller.
+
+Hearing (`[scripted] stt`, agents/stt): the shell keeps the caller audio since
+the last turn (at most `stt_max_turn_s`); at the end of a turn the core asks for
+it to be recognised (`Recognize`), off the event loop in the shared recognizer
+pool. The text goes out as the caller's transcript first — so the call's
+observers (triage and the safety line, capture answers, the dialer's phone-tree
+navigator and do-not-call, the outcome) run as on a realtime call — then the core
+answers it (`heard`): the sales script's next line when the call has one, else
+the business's next capture question, else its end-call message once they are
+all asked, else `reply`. A turn not recognised (failure, timeout, pool busy,
+nothing said) is answered as if unheard, exactly as with `stt = "off"`.
+
+On an outbound dialer call (a `DialKey` parameter) the brain starts in phone-tree
+mode: it says nothing while the dialer's navigator (telephony/dialer/observer.py,
+fed by the same transcripts) listens to the menu and presses keys, and greets
+only when a turn sounds like a person ("front desk, this is Sarah", "hello?").
+Without recognition it cannot tell, so it greets at once as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import os
 import re
 import time
 import wave
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +60,9 @@ from agents.brain import Brain, BrainOutput, CallContext
 from agents.business.flow import CallFlow
 from agents.business.registry import greeting as business_greeting
 from agents.business.settings import BusinessSettings
+from agents.nlu.ivr import is_live_person, normalise, parse_menu
 from agents.settings import ScriptedSettings
+from agents.stt import Recognizer, available, shared_pool
 from agents.tts import synthesize_ulaw_async
 from media.codecs import ulaw
 
@@ -110,7 +132,12 @@ class Transfer:
     number: str
 
 
-Action = Speak | StopSpeaking | SaveMessage | EndCall | Transfer
+@dataclass(frozen=True, slots=True)
+class Recognize:
+    """Recognise the caller's turn that just ended, then call `heard` with the text."""
+
+
+Action = Speak | StopSpeaking | SaveMessage | EndCall | Transfer | Recognize
 _NOTHING: tuple[Action, ...] = ()
 _TALKING = (State.GREETING, State.LISTENING, State.REPLYING)
 _ITEM_RE = re.compile(r"scripted-([0-9]{1,9})")
@@ -140,6 +167,13 @@ class ScriptedCore:
         self._max_message = max(0, settings.max_message_s) * ulaw.SAMPLE_RATE
         self.business: BusinessSettings | None = None
         self.flow: CallFlow | None = None
+        # A recognizer turns caller turns into text (`Recognize` → `heard`).
+        self.hears = False
+        # The sales script's follower (opening, caller_turn, done) when the call has one.
+        self.sales: Any = None
+        # Outbound call still in a phone tree: say nothing until a person answers.
+        self.phone_tree = False
+        self._caller_name: str | None = None
 
     @property
     def message_bytes(self) -> int:
@@ -159,7 +193,8 @@ class ScriptedCore:
 
     def begin(self, caller_name: str | None = None,
               business: BusinessSettings | None = None,
-              flow: CallFlow | None = None) -> tuple[Action, ...]:
+              flow: CallFlow | None = None, *, sales: Any = None,
+              phone_tree: bool = False) -> tuple[Action, ...]:
         """The call is connected: the first thing the caller hears.
 
         `caller_name` is caller memory as `CallContext` carries it (`agents.memory`
@@ -167,17 +202,36 @@ class ScriptedCore:
         words. A fallback brain apologises instead: the caller has been greeted
         already, by the brain that failed.
         """
-        s = self.settings
         self.business = business
         self.flow = flow
+        self.sales = sales
+        self._caller_name = caller_name
+        if phone_tree and self.hears and not self.fallback:
+            # Quiet until a person answers (`heard`): talking over a menu loses it.
+            self.phone_tree = True
+            self.state = State.LISTENING
+            return _NOTHING
+        self.state = State.GREETING
+        return (self._speak(self._opening()),)
+
+    def _opening(self) -> str:
+        s = self.settings
+        business = self.business
+        caller_name = self._caller_name
+        sales = self.sales
         if self.fallback:
             text = s.apology
+        elif sales is not None:
+            try:
+                text = str(sales.opening() or "") or s.greeting
+            except Exception:
+                log.exception("sales opening failed; greeting instead")
+                text = s.greeting
         elif business is not None:
             text = business_greeting(business, memory.recall(caller_name), s.greeting)
         else:
             text = memory.greeting(memory.recall(caller_name), s.greeting, s.ask_name)
-        self.state = State.GREETING
-        return (self._speak(text),)
+        return text
 
     def audio(self, ulaw_audio: bytes) -> tuple[Action, ...]:
         """Caller audio (every frame of the call): kept only while taking a message."""
@@ -195,9 +249,60 @@ class ScriptedCore:
         """The caller finished a turn. While a message is taken, '#' ends it, not silence."""
         if self.state not in _TALKING:
             return _NOTHING
+        if self.hears:
+            return (Recognize(),)
+        if self.phone_tree:
+            return _NOTHING
         self.state = State.REPLYING
         question = self.flow.next_question() if self.flow is not None else None
         return (self._speak(question.text if question is not None else self.settings.reply),)
+
+    def heard(self, text: str | None) -> tuple[Action, ...]:
+        """The turn `Recognize` asked for, as text (None: not recognised).
+
+        The shell has already emitted it as the caller's transcript, so the flow has
+        taken it as the answer to the pending question (and the safety line, if it
+        called for one, is queued ahead of what this returns).
+        """
+        if self.state not in _TALKING:
+            return _NOTHING
+        text = " ".join(text.split()) if text else ""
+        if self.phone_tree:
+            if not text or not sounds_like_person(text):
+                return _NOTHING
+            self.phone_tree = False
+            self.state = State.GREETING
+            return (StopSpeaking(), self._speak(self._opening()))
+        s = self.settings
+        sales = self.sales
+        if sales is not None and text:
+            try:
+                line = sales.caller_turn(text)
+                done = bool(sales.done)
+            except Exception:
+                log.exception("sales follower failed on a caller turn")
+                line, done = None, False
+            actions: list[Action] = []
+            if line:
+                self.state = State.REPLYING
+                actions.append(self._speak(str(line)))
+            if done:
+                self.state = State.DONE
+                actions.append(EndCall("sales script done"))
+            return tuple(actions)
+        flow = self.flow
+        if flow is not None:
+            question = flow.next_question()
+            self.state = State.REPLYING
+            if question is not None:
+                return (self._speak(question.text),)
+            if flow.asked and text:
+                # Every capture question asked and this turn answered the last one.
+                self.state = State.DONE
+                return (self._speak(flow.business.end_call_message),
+                        EndCall("capture questions answered"))
+        self.state = State.REPLYING
+        return (self._speak(s.reply),)
 
     def safety(self, line: str) -> tuple[Action, ...]:
         """Life is at risk: stop whatever is said or taken and say `line` now.
@@ -319,6 +424,19 @@ class ScriptedCore:
         return (SaveMessage(audio),)
 
 
+_PERSON_OPENERS = frozenset({"hello", "hi", "hey", "yes", "yeah", "speaking", "hola"})
+
+
+def sounds_like_person(text: str) -> bool:
+    """A turn heard in a phone tree that means a person picked up, not a recording:
+    the IVR rules' live-person test, or a bare "hello?" / "yes?" with no menu in it."""
+    if is_live_person(text):
+        return True
+    words = normalise(text).replace(".", " ").split()
+    return (bool(words) and len(words) <= 4 and words[0] in _PERSON_OPENERS
+            and not parse_menu(text).keyed)
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -376,6 +494,22 @@ async def prerender(settings: ScriptedSettings) -> None:
             await synthesize_ulaw_async(text, settings.voice, settings.rate)
 
 
+def default_recognizer(settings: ScriptedSettings) -> Recognizer | None:
+    """The process's shared pocketsphinx pool, or None (`stt = "off"`, or not installed)."""
+    if settings.stt != "pocketsphinx":
+        return None
+    if not available():
+        _warn_no_stt()
+        return None
+    return shared_pool(settings.stt_workers)
+
+
+@functools.cache
+def _warn_no_stt() -> None:
+    log.warning("[scripted] stt = pocketsphinx but the package does not import; "
+                "the keyless brain hears only keys")
+
+
 class ScriptedBrain(Brain):
     """`[brain] kind = "scripted"`, and the fallback when the AI brain fails."""
 
@@ -387,13 +521,25 @@ class ScriptedBrain(Brain):
         *,
         fallback: bool = False,
         now: Callable[[], float] = time.monotonic,
+        recognizer: Recognizer | None = None,
     ) -> None:
         self.settings = settings
         self.core = ScriptedCore(settings, fallback=fallback, now=now)
+        if recognizer is None:
+            recognizer = default_recognizer(settings)
+        self.recognizer = recognizer
+        self.core.hears = recognizer is not None
         self.message_paths: list[str] = []
-        # Failures caught (TTS, output, disk); the call goes on without them.
+        # Failures caught (TTS, output, disk, recognition); the call goes on without them.
         self.errors = 0
+        self.stt_failures = 0
         self.dropped_speech = 0
+        # Caller audio since the last turn ended (bounded: the last `stt_max_turn_s`).
+        self._turn: deque[bytes] = deque()
+        self._turn_bytes = 0
+        self._max_turn_bytes = int(settings.stt_max_turn_s * ulaw.SAMPLE_RATE)
+        self._hearing: set[asyncio.Task[None]] = set()
+        self._hear_lock = asyncio.Lock()
         self._context: CallContext | None = None
         self._output: BrainOutput | None = None
         self._queue: asyncio.Queue[Speak | EndCall | Transfer] = asyncio.Queue()
@@ -421,10 +567,22 @@ class ScriptedBrain(Brain):
         self._context = context
         self._output = output
         self._runner = asyncio.create_task(self._run(), name=f"scripted-brain-{context.call_sid}")
-        self._apply(self.core.begin(context.caller_name, context.business, context.flow))
+        phone_tree = context.direction == "outbound" and bool(context.parameters.get("DialKey"))
+        self._apply(self.core.begin(context.caller_name, context.business, context.flow,
+                                    sales=getattr(context, "sales", None),
+                                    phone_tree=phone_tree))
 
     def push_audio(self, ulaw_audio: bytes) -> None:
-        actions = self.core.audio(ulaw_audio)
+        core = self.core
+        if core.hears and core.state in _TALKING:
+            # Hot path: one append, and a pop only once the turn is at its bound.
+            turn = self._turn
+            turn.append(ulaw_audio)
+            self._turn_bytes += len(ulaw_audio)
+            while self._turn_bytes > self._max_turn_bytes and len(turn) > 1:
+                self._turn_bytes -= len(turn.popleft())
+            return
+        actions = core.audio(ulaw_audio)
         if actions:
             self._apply(actions)
 
@@ -447,6 +605,8 @@ class ScriptedBrain(Brain):
         if self._closed:
             return
         self._closed = True
+        for task in list(self._hearing):
+            task.cancel()
         leftover = self.core.close()
         if leftover is not None:
             self._start_save(leftover.ulaw)
@@ -460,8 +620,8 @@ class ScriptedBrain(Brain):
     async def wait_idle(self) -> None:
         """Until every queued prompt is produced and every save done (tests, shutdown)."""
         while True:
-            if self._saves:
-                await asyncio.gather(*self._saves, return_exceptions=True)
+            if self._saves or self._hearing:
+                await asyncio.gather(*self._saves, *self._hearing, return_exceptions=True)
                 continue
             runner = self._runner
             if runner is None or runner.done():
@@ -469,7 +629,7 @@ class ScriptedBrain(Brain):
             joined = asyncio.ensure_future(self._queue.join())
             await asyncio.wait((joined, runner), return_when=asyncio.FIRST_COMPLETED)
             joined.cancel()
-            if not self._saves:
+            if not self._saves and not self._hearing:
                 return
 
     # -- shell -----------------------------------------------------------------
@@ -491,8 +651,49 @@ class ScriptedBrain(Brain):
                     self._stopped.add(action.item_id)
             elif isinstance(action, SaveMessage):
                 self._start_save(action.ulaw)
+            elif isinstance(action, Recognize):
+                self._start_hearing()
             else:
                 self._queue.put_nowait(action)
+
+    def _start_hearing(self) -> None:
+        audio = b"".join(self._turn)
+        self._turn.clear()
+        self._turn_bytes = 0
+        task = asyncio.create_task(self._hear(audio))
+        self._hearing.add(task)
+        task.add_done_callback(self._hearing.discard)
+
+    async def _hear(self, audio: bytes) -> None:
+        """Recognise one turn, emit it, answer it; turns of one call in order."""
+        async with self._hear_lock:
+            text: str | None = None
+            sid = self._context.call_sid if self._context else "call"
+            recognizer = self.recognizer
+            if audio and recognizer is not None:
+                try:
+                    heard = await asyncio.wait_for(recognizer.recognize(audio),
+                                                   self.settings.stt_timeout_s)
+                    text = heard.text.strip() or None
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.stt_failures += 1
+                    log.warning("caller turn not recognised; answering as unheard",
+                                extra={"call_sid": sid, "error": repr(exc)})
+                else:
+                    log.info("caller turn recognised", extra={
+                        "call_sid": sid, "confidence": round(heard.confidence, 3),
+                        "audio_s": round(heard.audio_s, 2), "cpu_s": round(heard.cpu_s, 3)})
+            if self._closed:
+                return
+            if text is not None:
+                try:
+                    self._out().transcript("caller", text)
+                except Exception:
+                    self.errors += 1
+                    log.exception("caller transcript observers failed", extra={"call_sid": sid})
+            self._apply(self.core.heard(text))
 
     def _start_save(self, audio: bytes) -> None:
         task = asyncio.create_task(self._save(audio))

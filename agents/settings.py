@@ -41,6 +41,24 @@ class ScriptedSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Longest message recorded, in seconds.
     max_message_s: int = 120
     messages_directory: str = "./data/messages"
+    # Keyless speech recognition of caller turns (agents/stt): "pocketsphinx", or "off"
+    # (the brain then hears only keys). Without the package installed it is off.
+    stt: Literal["pocketsphinx", "off"] = "pocketsphinx"
+    # Recognizer worker processes shared by every call of the process (one decoder each;
+    # processes because the decoder holds the GIL while it works).
+    stt_workers: int = 1
+    # Caller audio kept per turn for recognition; a longer turn keeps its last seconds.
+    stt_max_turn_s: float = 15.0
+    # A turn not recognised within this is answered as if unheard (menu, next question).
+    stt_timeout_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.stt_workers <= 16:
+            raise ValueError("stt_workers must be between 1 and 16")
+        if not 1.0 <= self.stt_max_turn_s <= 60.0:
+            raise ValueError("stt_max_turn_s must be between 1 and 60")
+        if not 0.2 <= self.stt_timeout_s <= 10.0:
+            raise ValueError("stt_timeout_s must be between 0.2 and 10")
 
 
 class OpenAISettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
