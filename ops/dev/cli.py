@@ -89,6 +89,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     dial.add_argument("--callee", choices=("human", "busy"), default="human")
     dial.add_argument("--rate", type=float, default=10.0, help="jobs added per second (0: burst)")
     dial.add_argument("--database-url", default="", help="store (default: a temporary SQLite)")
+    dial.add_argument("--twilio-process", action="store_true",
+                      help="run the fake Twilio in its own process, as the real one is")
     dial.set_defaults(func=_cmd_bench_dial)
 
 

@@ -7,8 +7,15 @@ that answers, hears the greeting and hangs up (`--callee human`), or is busy (`-
 busy`: no media, so the figure is the dialer's own, not the fake's speech synthesis
 sharing the process). One JSON object out:
 
-Jobs are added at `--rate` per second (0: all at once, a burst that measures queueing
-behind the store as much as the dialer).
+Jobs are added at `--rate` per second (0: all at once, in one `addBulk` as a Node tool
+sends a batch: a burst that measures queueing behind the store as much as the dialer).
+
+`--twilio-process` runs the fake Twilio in its own process (`leadline dev fake-twilio`),
+as the real one is: its HTTP server, its signed status callbacks and its callee no longer
+share leadline's event loop, so the figure is the dialer's alone. Job → dial is then the
+dialer's own stamp (`DialerStats.job_to_dial_ms`, taken as calls.create is sent) instead
+of the fake's arrival time; duplicates are counted from the fake's Calls list (one
+callee number per job); first-audio figures need the fake in process.
 
 - `job_to_dial_ms`: the job's creation (the producer's clock) to calls.create arriving
   at the fake, p50/p99;
@@ -53,11 +60,19 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     account = "AC" + "b" * 32
     data = tempfile.mkdtemp(prefix="leadline-dial-bench-")
     callee = Callee(answer=args.callee, lines=["Hello, front desk."], ring_ms=100, max_s=15)
-    twilio = await FakeTwilio(account, token, script=CalleeScript(default=callee)).start()
+    twilio: Any = None
+    remote: Any = None
+    if getattr(args, "twilio_process", False):
+        remote = await _RemoteTwilio.start(account, token, callee, data)
+        base_url = remote.base_url
+    else:
+        twilio = await FakeTwilio(account, token, script=CalleeScript(default=callee)).start()
+        base_url = twilio.base_url
     queue_name = f"dial-bench-{uuid.uuid4().hex[:8]}"
     cfg = config_mod.load(None, environ={
         "LEADLINE_TWILIO_AUTH_TOKEN": token, "LEADLINE_TWILIO_ACCOUNT_SID": account,
-        "LEADLINE_TWILIO_API_BASE_URL": twilio.base_url,
+        "LEADLINE_TWILIO_API_BASE_URL": base_url,
+        "LEADLINE_ARTIFACTS_DIRECTORY": f"{data}/artifacts",
         "LEADLINE_STORE_DATABASE_URL": args.database_url or f"sqlite:///{data}/bench.db",
         "LEADLINE_STORE_JOURNAL_DIR": f"{data}/journal",
         "LEADLINE_SCRIPTED_MESSAGES_DIRECTORY": f"{data}/messages",
@@ -84,16 +99,29 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     jobs: list[Any] = []
     finished: dict[str, Any] = {}
     started = time.monotonic()
+    cpu_started = time.process_time()
     try:
         gap = 1.0 / args.rate if args.rate > 0 else 0.0
-        for i in range(args.jobs):
-            if gap:
+
+        def data_of(i: int) -> dict[str, Any]:
+            return {"campaignId": "bench", "step": i,
+                    "contact": {"firstName": "Ada", "phone": f"+1415555{2000 + i % 8000:04d}"}}
+
+        if gap:
+            for i in range(args.jobs):
                 await asyncio.sleep(gap)
-            phone = f"+1415555{2000 + i % 8000:04d}"
-            jobs.append(await queue.add("call", {"campaignId": "bench", "step": i,
-                                                 "contact": {"firstName": "Ada",
-                                                             "phone": phone}}, {}))
+                jobs.append(await queue.add("call", data_of(i), {}))
+        else:
+            jobs = list(await queue.addBulk([{"name": "call", "data": data_of(i)}
+                                             for i in range(args.jobs)]))
         deadline = time.monotonic() + args.timeout_s
+        # Wait on the queue's counts (one call), not on each job: the bench's own polling
+        # must not compete with the dialer on the loop it measures.
+        while time.monotonic() < deadline:
+            counts = await queue.getJobCounts("completed", "failed")
+            if sum(counts.values()) >= len(jobs):
+                break
+            await asyncio.sleep(0.5)
         while len(finished) < len(jobs) and time.monotonic() < deadline:
             for job in jobs:
                 if job.id in finished:
@@ -103,16 +131,26 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                     finished[job.id] = fresh
             await asyncio.sleep(0.5)
         wall = time.monotonic() - started
+        cpu_s = time.process_time() - cpu_started
         created = {j.id: j.timestamp for j in jobs}
         by_job: dict[str, list[Any]] = {}
-        for call in twilio.calls.values():
-            by_job.setdefault(call.parameters.get("JobId", "") or
-                              _job_of(call.form.get("Twiml", "")), []).append(call)
-        dial_ms = [(calls[0].created_at * 1000 - created[jid]) for jid, calls in by_job.items()
-                   if jid in created]
-        first_audio = [(c.first_agent_audio_at - c.answered_at) * 1000
-                       for c in twilio.calls.values()
-                       if c.first_agent_audio_at and c.answered_at]
+        first_audio: list[float] = []
+        if remote is not None:
+            listed = await remote.calls()
+            for call in listed:
+                by_job.setdefault(call["to"], []).append(call)
+            dial_ms = list(runtime.dialer.stats.job_to_dial_ms)
+            creates = len(listed)
+        else:
+            for call in twilio.calls.values():
+                by_job.setdefault(call.parameters.get("JobId", "") or
+                                  _job_of(call.form.get("Twiml", "")), []).append(call)
+            dial_ms = [(calls[0].created_at * 1000 - created[jid])
+                       for jid, calls in by_job.items() if jid in created]
+            first_audio = [(c.first_agent_audio_at - c.answered_at) * 1000
+                           for c in twilio.calls.values()
+                           if c.first_agent_audio_at and c.answered_at]
+            creates = twilio.creates
         outcomes: dict[str, int] = {}
         for job in finished.values():
             key = (job.returnvalue or {}).get("outcome") if job.returnvalue else \
@@ -126,8 +164,10 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             "job_to_dial_ms": {"p50": _pct(dial_ms, 0.5), "p99": _pct(dial_ms, 0.99)},
             "answer_to_first_audio_ms": {"p50": _pct(first_audio, 0.5),
                                          "p99": _pct(first_audio, 0.99)},
-            "calls_create": twilio.creates,
-            "duplicate_dials": max(0, twilio.creates - len(by_job)),
+            "twilio": "process" if remote is not None else "in-process",
+            "cpu_ms_per_job": round(cpu_s * 1000 / max(1, len(jobs)), 2),
+            "calls_create": creates,
+            "duplicate_dials": max(0, creates - len(by_job)),
             "lost_jobs": len(jobs) - len(finished),
             "outcomes": outcomes,
         }
@@ -135,8 +175,59 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         await queue.obliterate(force=True)
         await queue.close()
         await runner.cleanup()
-        await twilio.stop()
+        if twilio is not None:
+            await twilio.stop()
+        if remote is not None:
+            await remote.stop()
         shutil.rmtree(data, ignore_errors=True)
+
+
+class _RemoteTwilio:
+    """`leadline dev fake-twilio` in a child process, and its Calls list over REST."""
+
+    def __init__(self, proc: Any, base_url: str, account: str, token: str) -> None:
+        self.proc, self.base_url, self.account, self.token = proc, base_url, account, token
+
+    @classmethod
+    async def start(cls, account: str, token: str, callee: Any, data: str) -> _RemoteTwilio:
+        import os
+        import socket
+        from pathlib import Path
+
+        import msgspec
+
+        script = os.path.join(data, "callee.toml")
+        text = "[default]\n" + "".join(
+            f"{k} = {json.dumps(v)}\n" for k, v in msgspec.to_builtins(callee).items())
+        await asyncio.to_thread(Path(script).write_text, text, "utf-8")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        exe = os.path.join(os.path.dirname(sys.executable), "leadline")
+        proc = await asyncio.create_subprocess_exec(
+            exe, "dev", "fake-twilio", "--port", str(port), "--account-sid", account,
+            "--auth-token", token, "--script", script,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        return cls(proc, f"http://127.0.0.1:{port}", account, token)
+
+    async def calls(self) -> list[dict[str, Any]]:
+        import aiohttp
+
+        url = f"{self.base_url}/2010-04-01/Accounts/{self.account}/Calls.json?PageSize=100000"
+        async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(self.account, self.token)) \
+                as http, http.get(url) as resp:
+            return list((await resp.json())["calls"])
+
+    async def stop(self) -> None:
+        self.proc.terminate()
+        await self.proc.wait()
 
 
 def _job_of(twiml: str) -> str:

@@ -88,7 +88,8 @@ class DialerRoutes:
         if record is None:
             self.stats.unknown_calls += 1
             log.info("status callback for a call we did not dial", extra={"call_sid": sid})
-        self.waiters.notify(sid)
+        elif record.terminal:  # only an end changes what a waiting worker does next
+            self.waiters.notify(sid)
         return web.Response(status=204)
 
     async def amd(self, request: web.Request) -> web.Response:
