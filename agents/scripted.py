@@ -492,6 +492,28 @@ async def prerender(settings: ScriptedSettings) -> None:
     for text in dict.fromkeys(texts):
         if text.strip():
             await synthesize_ulaw_async(text, settings.voice, settings.rate)
+    _warm_recognizer(settings)
+
+
+_warming: set[asyncio.Task[None]] = set()
+
+
+def _warm_recognizer(settings: ScriptedSettings) -> None:
+    """Start the recognizer's workers (spawn, LM, decoder: ~1 s) in the background, so the
+    first caller turn is not the one that waits; a failure here is only logged."""
+    recognizer = default_recognizer(settings)
+    warm_up = getattr(recognizer, "warm_up", None)
+    if warm_up is None or _warming:
+        return
+
+    async def warm() -> None:
+        try:
+            await warm_up()
+        except Exception:
+            log.exception("speech recognizer warm-up failed; turns will try again")
+
+    task = asyncio.ensure_future(warm())
+    _warming.add(task)
 
 
 def default_recognizer(settings: ScriptedSettings) -> Recognizer | None:
