@@ -90,6 +90,9 @@ class Callee(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     menu: str = "Thank you for calling. For appointments press 1. For the front desk press 2."
     ivr_digit: str = "2"
     ivr_repeats: int = 3
+    # A second level: after `ivr_digit`, this menu until `ivr_digit2` (empty: none).
+    menu2: str = ""
+    ivr_digit2: str = "1"
 
 
 class CalleeScript(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -478,6 +481,9 @@ class FakeTwilio:
         if c.answer == "ivr":
             if not await self._ivr(call, ws, side, playout, now):
                 return
+            if c.menu2 and not await self._ivr(call, ws, side, playout, now,
+                                               menu_text=c.menu2, digit=c.ivr_digit2):
+                return
             c = msgspec.structs.replace(c, answer="human")
         if c.answer == "machine":
             queue = [await synthesize_ulaw_async(c.greeting) + _beep()]
@@ -533,15 +539,17 @@ class FakeTwilio:
                 return
 
     async def _ivr(self, call: PlacedCall, ws: aiohttp.ClientWebSocketResponse,
-                   side: TwilioSide, playout: Playout, now: Any) -> bool:
+                   side: TwilioSide, playout: Playout, now: Any, *,
+                   menu_text: str | None = None, digit: str | None = None) -> bool:
         """Play the menu until the right digit is keyed; False: the IVR gave up."""
         c = call.callee
+        wanted = c.ivr_digit if digit is None else digit
         loop = asyncio.get_running_loop()
-        menu = await synthesize_ulaw_async(c.menu)
+        menu = await synthesize_ulaw_async(c.menu if menu_text is None else menu_text)
         invalid = await synthesize_ulaw_async("Sorry, that is not a valid option.")
         silence = ulaw.SILENT_FRAME * 100  # 2 s between menus
         plays = 0
-        audio, pos, checked = b"", 0, 0
+        audio, pos, checked = b"", 0, len(call.digits_heard)  # keys of this menu only
         t0, tick = loop.time(), 0
         while not ws.closed and now() < c.max_s:
             tick += 1
@@ -553,7 +561,7 @@ class FakeTwilio:
             heard = call.digits_heard[checked:]
             if heard:
                 checked = len(call.digits_heard)
-                if c.ivr_digit in heard:
+                if wanted in heard:
                     return True
                 audio, pos = invalid + silence, 0
             if pos >= len(audio):

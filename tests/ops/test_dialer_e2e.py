@@ -36,6 +36,9 @@ from tests.telephony.dialer.rig import (
     BUSY,
     HUMAN,
     IVR,
+    IVR2,
+    IVR2_MENU1,
+    IVR2_MENU2,
     IVR_STUCK,
     LONG,
     MACHINE,
@@ -415,6 +418,30 @@ async def test_ivr_menu_is_passed_with_in_band_dtmf(tmp_path: Path) -> None:
         assert call.lines_said == 1
         assert rig.server.runtime.dialer.observer.ivr_presses >= 1
         assert done.returnvalue["outcome"] == "declined"
+
+
+async def test_two_level_menu_then_a_person_and_the_transcript_is_stored(
+        tmp_path: Path) -> None:
+    """A two-level phone tree (appointments → 2, then the front desk → 3, never the nurse
+    line), a person, the conversation, the hang-up; the outcome's transcriptUrl holds
+    both menus, the person and the agent, with roles and timestamps."""
+    turns = (Turn(transcript=IVR2_MENU1, reply="One moment."),
+             Turn(transcript=IVR2_MENU2, reply="One moment."),
+             Turn(transcript="Front desk, this is Sam.", reply="Hi Sam, thanks."))
+    async with realtime_rig(tmp_path, turns) as (rig, _fake):
+        job = await rig.add(contact(IVR2))
+        done = await rig.finished(job.id, limit_s=90)
+        value = done.returnvalue
+        call = rig.twilio.calls[value["callSid"]]
+        assert call.digits_heard[:2] == ["2", "3"], call.digits_heard
+        assert "4" not in call.digits_heard and call.lines_said == 1
+        assert value["outcome"] == "declined", value
+        doc = await _transcript_in(lambda u: asyncio.to_thread(_file_at, u),
+                                   value["transcriptUrl"])
+        said = [(t["role"], t["text"]) for t in doc["turns"]]
+        assert ("caller", IVR2_MENU1) in said and ("caller", IVR2_MENU2) in said, said
+        assert ("caller", "Front desk, this is Sam.") in said
+        assert any(role == "agent" for role, _ in said)
 
 
 async def test_a_menu_never_passed_is_ivr_failed(tmp_path: Path) -> None:

@@ -41,6 +41,10 @@ IVR_STUCK = "+14155552678"
 MACHINE_UNKNOWN = "+14155552679"
 # A person Twilio's AMD cannot tell, who says what recorders say too.
 NOT_AVAILABLE = "+14155552680"
+# Two menus (2 for the front desk's menu, then 3 for the desk itself), then a person.
+IVR2 = "+14155552681"
+IVR2_MENU1 = "Thank you for calling Bay Dental. For billing press 1. For appointments press 2."
+IVR2_MENU2 = "For the nurse line press 4. To reach the front desk press 3."
 NOON_PT = datetime(2026, 3, 3, 20, 0, tzinfo=UTC)  # Tuesday 12:00 in California
 
 
@@ -87,6 +91,8 @@ async def make_rig(tmp_path: Path, env: dict[str, str] | None = None) -> AsyncIt
         NOANSWER: Callee(answer="no-answer"),
         IVR_STUCK: Callee(answer="ivr", ivr_digit="9", ivr_repeats=2, max_s=45),
         IVR: Callee(answer="ivr", max_s=45, lines=["Front desk, this is Sam."]),
+        IVR2: Callee(answer="ivr", max_s=60, menu=IVR2_MENU1, ivr_digit="2",
+                     menu2=IVR2_MENU2, ivr_digit2="3", lines=["Front desk, this is Sam."]),
         BOOKER: Callee(answer="human", max_s=40,
                        lines=["Hello, front desk.", "Sure, Tuesday at 3 works."]),
         LONG: Callee(answer="human", max_s=40, lines=[
