@@ -15,6 +15,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bullmq import Job, Queue
@@ -35,9 +36,12 @@ def _free_port() -> int:
 
 
 class OwnRedis:
-    def __init__(self, port: int, directory: Path) -> None:
+    def __init__(self, port: int, directory: Path, *, persist: bool = False) -> None:
         self.port = port
         self.directory = directory
+        # persist: every write in an append-only file, fsynced, so a killed server
+        # comes back with its data (a crash, not a wipe).
+        self.persist = persist
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -45,7 +49,8 @@ class OwnRedis:
         assert exe, "redis-server is required for the outage test"
         self.proc = await asyncio.create_subprocess_exec(
             exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(self.directory),
+            "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always",
+            "--dir", str(self.directory),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
         async def up() -> bool:
@@ -114,3 +119,75 @@ async def test_jobs_are_dialed_after_redis_comes_back(redis: OwnRedis, tmp_path:
     finally:
         await service.stop()
         await db.close()
+
+
+class HeldPlacer(ScriptedPlacer):
+    """Places calls that stay up until the test ends them (`end`)."""
+
+    async def place(self, request: Any, base_url: str) -> str:
+        self.requests.append(request)
+        return "CA" + uuid.uuid4().hex
+
+    async def end(self, sid: str, status: str = "busy") -> None:
+        await self.db.update_dial_status(sid, status, outcome=status, duration_s=0)  # type: ignore[attr-defined]
+        assert self.service is not None
+        self.service.waiters.notify(sid)
+
+
+async def test_redis_down_while_a_call_is_up_loses_nothing_and_dials_once(
+        tmp_path: Path) -> None:
+    """Redis dies (SIGKILL; its append-only file keeps every write) while a job's call is
+    up, the call ends during the outage, so the worker cannot record the completion;
+    Redis comes back with the job still active under a lapsed lock. The stalled job is
+    redelivered, attaches to its dial row and completes with the call's outcome: one
+    call placed, the job completed, not failed."""
+    redis = OwnRedis(_free_port(), tmp_path, persist=True)
+    await redis.start()
+    url = f"redis://127.0.0.1:{redis.port}/0"
+    db = await open_database(f"sqlite:///{tmp_path}/d.db")
+    name = f"outage-mid-{uuid.uuid4().hex[:6]}"
+    settings = DialerSettings(enabled=True, redis_url=url, queue=name,
+                              caller_id="+14155550100", poll_s=0.1,
+                              lock_duration_ms=2000, stalled_interval_ms=1000)
+    twilio = TwilioSettings(account_sid="AC" + "0" * 32, auth_token="t",
+                            public_url="https://x.example.com")
+    placer = HeldPlacer(db)
+    service = DialerService(lambda: settings, lambda: twilio, ComplianceSettings, lambda: db,
+                            now=lambda: NOON_PT, placer=placer)
+    placer.service = service
+    await service.start_worker()
+    queue = Queue(name, {"connection": url})
+    try:
+        job = await queue.add("call", data(), {})
+        await eventually(lambda: db.list_dials(job.id), "the dial is placed", limit_s=20)
+        [dial] = await eventually(
+            lambda: _placed(db, job.id), "the dial has its call", limit_s=20)
+        await queue.close()
+        await redis.stop()
+        await placer.end(dial.call_sid)  # the call ends while Redis is away
+        await asyncio.sleep(4.0)  # the worker's completion fails; its lock lapses
+        await redis.start()
+        queue = Queue(name, {"connection": url})
+
+        async def done() -> Job | None:
+            fresh = await Job.fromId(queue, job.id)
+            return fresh if fresh is not None and fresh.finishedOn else None
+
+        finished = await eventually(done, "the job finished", limit_s=60, interval_s=0.2)
+        assert finished.returnvalue and finished.returnvalue["outcome"] == "busy", (
+            finished.returnvalue, finished.failedReason)
+        assert not finished.failedReason
+        assert len(placer.requests) == 1  # nothing doubled
+        assert (await queue.getJobCounts("failed", "wait", "active")) == {
+            "failed": 0, "wait": 0, "active": 0}
+        assert service.stats.attached >= 1
+        await queue.close()
+    finally:
+        await service.stop()
+        await db.close()
+        await redis.stop()
+
+
+async def _placed(db: Any, job_id: str) -> list[Any] | None:
+    dials = [d for d in await db.list_dials(job_id) if d.call_sid]
+    return dials or None
