@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -223,6 +224,28 @@ async def test_unanswered(rig: Rig, phone: str, outcome: str) -> None:
     done = await rig.finished(job.id)
     assert done.returnvalue["outcome"] == outcome
     assert done.returnvalue["durationS"] == 0
+
+
+async def test_invalid_phone_places_no_call_and_outside_hours_waits_for_the_clock(
+        rig: Rig) -> None:
+    bad = await rig.add(contact("+1415555"))
+    failed = await rig.finished(bad.id)
+    assert failed.failedReason.startswith("invalid phone number"), failed.failedReason
+    assert failed.attemptsMade <= 1 and rig.twilio.creates == 0  # unretried, not dialed
+    rig.clock[0] = datetime(2026, 3, 3, 11, 0, tzinfo=UTC)  # 03:00 in California
+    job = await rig.add(contact(BUSY))
+
+    async def delayed() -> bool:
+        return await (await rig.job(job.id)).isDelayed()
+
+    await eventually(delayed, "the job moved back to delayed", limit_s=20)
+    stored = await rig.job(job.id)
+    assert stored.delay == pytest.approx(5 * 3600 * 1000, abs=5000)  # until 08:00 PT
+    assert rig.twilio.creates == 0 and not stored.failedReason
+    rig.clock[0] = NOON_PT  # the injected clock allows it: promoted, it is dialed now
+    await stored.promote()
+    done = await rig.finished(job.id)
+    assert done.returnvalue["outcome"] == "busy" and rig.twilio.creates == 1
 
 
 async def test_worker_killed_mid_call_is_recovered_without_a_second_dial(tmp_path) -> None:
