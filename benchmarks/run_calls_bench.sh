@@ -11,6 +11,10 @@
 # machine's 1-minute load at the start and end) and `brain_requested`.
 # The server gets a fresh process per run (so RSS per call is measured from an
 # idle baseline) and is stopped after.
+# With PERF=1 (and `perf` installed), `server_perf` adds the server's syscalls,
+# writes, reads, context switches and task-clock per call per second, counted by
+# `perf stat -p` over the measuring window (from RAMP + 1 s, SECONDS − 2 s long):
+# counts of events, unlike wall-clock figures, hardly move with the machine's load.
 # Env: PORT (default 18300), SERVER_CORE (0), GEN_CORE (1),
 #      BRAIN=scripted | realtime: realtime runs `leadline dev fake-realtime` on the
 #      generator's core and points the OpenAI Realtime brain at it (config
@@ -65,15 +69,47 @@ load0=$(cut -d' ' -f1 /proc/loadavg)
 read -r s0b s0t < <(core_ticks "${SERVER_CORE:-0}")
 read -r g0b g0t < <(core_ticks "${GEN_CORE:-1}")
 
+perf_out=${TMPDIR:-/tmp}/leadline-bench-perf-$port.csv
+rm -f "$perf_out"
+perf_window=$(awk -v s="$seconds" 'BEGIN { w = s - 2; print (w > 1 ? w : 1) }')
+if [ "${PERF:-0}" = 1 ]; then
+  (sleep "$(awk -v r="$ramp" 'BEGIN { print r + 1 }')"
+   perf stat -x, -o "$perf_out" -p "$server" \
+     -e raw_syscalls:sys_enter,syscalls:sys_enter_write,syscalls:sys_enter_writev \
+     -e syscalls:sys_enter_sendto,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom \
+     -e syscalls:sys_enter_epoll_pwait,context-switches,task-clock -- sleep "$perf_window"
+  ) >/dev/null 2>&1 &
+  perf_job=$!
+fi
+
 out=$(taskset -c "${GEN_CORE:-1}" .venv/bin/leadline bench calls --url "http://127.0.0.1:$port" \
   --calls "$calls" --seconds "$seconds" --ramp-seconds "$ramp" --auth-token "$token")
 
 read -r s1b s1t < <(core_ticks "${SERVER_CORE:-0}")
 read -r g1b g1t < <(core_ticks "${GEN_CORE:-1}")
 load1=$(cut -d' ' -f1 /proc/loadavg)
-python3 - "$out" "$s0b" "$s0t" "$s1b" "$s1t" "$g0b" "$g0t" "$g1b" "$g1t" "$load0" "$load1" "$brain" <<'PY'
-import json, sys
+if [ -n "${perf_job:-}" ]; then wait "$perf_job" || true; fi  # the perf window
+python3 - "$out" "$s0b" "$s0t" "$s1b" "$s1t" "$g0b" "$g0t" "$g1b" "$g1t" "$load0" "$load1" "$brain" \
+  "$perf_out" "$perf_window" <<'PY'
+import json, os, sys
 fig = json.loads(sys.argv[1])
+perf_out, window = sys.argv[13], float(sys.argv[14])
+if os.path.exists(perf_out):
+    per = {}
+    for line in open(perf_out):
+        parts = line.strip().split(",")
+        if len(parts) < 3 or line.startswith("#"):
+            continue
+        try:
+            value = float(parts[0])
+        except ValueError:
+            continue  # <not counted>
+        name = parts[2].split(":")[-1].replace("sys_enter_", "").replace("sys_enter", "syscalls")
+        per[name.replace("-", "_") + "_per_call_s"] = round(
+            value / max(1, fig["calls_connected"]) / window, 3)
+    if "task_clock_per_call_s" in per:  # msec of CPU per call per second
+        per["task_clock_ms_per_call_s"] = per.pop("task_clock_per_call_s")
+    fig["server_perf"] = per
 s0b, s0t, s1b, s1t, g0b, g0t, g1b, g1t = map(float, sys.argv[2:10])
 share = lambda b0, t0, b1, t1: round((b1 - b0) / (t1 - t0), 3) if t1 > t0 else None
 fig["core_busy"] = {"server_core": share(s0b, s0t, s1b, s1t),
