@@ -74,7 +74,7 @@ class OpsLeadNotifier:
         conversation = self._conversation()
         if conversation is None:
             return "sms_not_running"
-        queued = await conversation.send(to, body, "notification", origin)
+        queued = await conversation.send(to, body, "owner_notice", origin)
         return str(queued.state)
 
     async def email_owner(self, file_under: str, to_addr: str, subject: str, body: str,
@@ -92,7 +92,7 @@ class OpsLeadNotifier:
         return await queue_email_reply(
             db, policy=CompliancePolicy.from_settings(cfg.compliance),  # type: ignore[arg-type]
             from_addr=cfg.email.from_address, phone=file_under, to_addr=to_addr,
-            subject=subject, body=body, purpose="notification", key=key,
+            subject=subject, body=body, purpose="owner_notice", key=key,
             wake=sender.wake if sender is not None else (lambda: None))
 
 

@@ -90,12 +90,12 @@ def handoff_notifier(config: Callable[[], Config], db: SqlRepository,
         if conversation is not None and cfg.sms.owner_phone:
             last_in = next((m.body for m in reversed(thread) if m.direction == "inbound"), "")
             text = f"Lead {name} {lead.phone} {what}: \"{last_in[:160]}\" {link}".strip()
-            await conversation.send(normalize_phone(cfg.sms.owner_phone), text, "notification",
+            await conversation.send(normalize_phone(cfg.sms.owner_phone), text, "owner_notice",
                                     f"handoff:campaign:{lead.phone}:{day}")
         if cfg.email.configured and cfg.email.owner_address:
             owner_phone = cfg.sms.owner_phone or lead.phone
             decision = await check_and_audit(db, ContactRequest(
-                phone=owner_phone, channel="email", purpose="notification",
+                phone=owner_phone, channel="email", purpose="owner_notice",
                 at=db.clock()), CompliancePolicy.from_settings(cfg.compliance),
                 source="campaign_handoff")
             if not decision.allowed:
@@ -105,8 +105,8 @@ def handoff_notifier(config: Callable[[], Config], db: SqlRepository,
             _, _, created = await db.queue_email(
                 phone=normalize_phone(owner_phone), to_addr=cfg.email.owner_address,
                 from_addr=cfg.email.from_address, subject=f"Lead {name} {what}",
-                body=body, purpose="notification",
-                idempotency_key=f"notification:handoff:email:{lead.phone}:{day}")
+                body=body, purpose="owner_notice",
+                idempotency_key=f"owner_notice:handoff:email:{lead.phone}:{day}")
             if created:
                 wake_email()
 

@@ -370,7 +370,7 @@ class Conversation:
         why = f" ({decision.handoff_reason})" if decision.handoff_reason else ""
         text = f"Lead {name} {lead.phone} needs a person{why}: \"{inbound.body[:200]}\""
         try:
-            await self.send(normalize_phone(owner), text, "notification",
+            await self.send(normalize_phone(owner), text, "owner_notice",
                             f"handoff:{lead.phone}:{self._clock():%Y-%m-%d}")
         except InvalidPhoneNumber as exc:
             log.error("[sms] owner_phone is not a phone number: %s", exc)

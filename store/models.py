@@ -121,6 +121,8 @@ MESSAGE_PURPOSES: tuple[str, ...] = (
     "opt_in_confirmation",
     "transactional",
     "notification",
+    # To the business's own owner/staff (alerts, new leads, handoffs), never to a lead.
+    "owner_notice",
 )
 MESSAGE_DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
 MESSAGE_CHANNELS: tuple[str, ...] = ("sms", "email")

@@ -12,7 +12,10 @@ Order of the checks, and why:
    number may still get (CTIA, FCC 24-24), once;
 3. opt-out, then DNC — block every channel and purpose;
 4. replies the lead asked for (a conversation they started within the window, HELP and
-   opt-in confirmations) — not telephone solicitation, so no quiet hours or caps;
+   opt-in confirmations) — not telephone solicitation, so no quiet hours or caps; and
+   notices to the business's own owner or staff ("owner_notice": an emergency alert, a
+   new lead, a handoff), who configured the number to be told at any hour — the
+   quiet-hour and cap laws govern solicitations of consumers, not these;
 5. email — neither the quiet-hour laws nor the per-24 h caps (telephone calls and
    texts only) apply;
 6. quiet hours in every zone of the number, and the FL/OK/MD-style frequency cap.
@@ -45,11 +48,14 @@ Channel = Literal["sms", "voice", "email"]
 CHANNELS: tuple[str, ...] = ("sms", "voice", "email")
 # Replies to something the lead sent: exempt from quiet hours and caps.
 REPLY_PURPOSES = frozenset({"help", "opt_in_confirmation", "opt_out_confirmation"})
+# To the business's own owner/staff contact (never a lead): opt-out and DNC still hold.
+OWNER_PURPOSES = frozenset({"owner_notice"})
 LOOKAHEAD = timedelta(days=8)
 CAP_PERIOD = timedelta(hours=24)
 # Every decision says which of these it is; callers and the audit trail key on them.
 REASONS = (
-    "allowed", "allowed_conversation", "allowed_opt_out_confirmation", "opted_out", "dnc",
+    "allowed", "allowed_conversation", "allowed_opt_out_confirmation", "allowed_owner_notice",
+    "opted_out", "dnc",
     "quiet_hours", "zone_unknown", "frequency_cap", "invalid_number",
 )
 _MAX_JUMPS = 64
@@ -206,6 +212,8 @@ def decide(request: ContactRequest, policy: CompliancePolicy | None = None) -> D
         and timedelta(0) <= at - request.last_inbound_at <= policy.conversation_window
     ):
         return answer(True, "allowed_conversation")
+    if request.purpose in OWNER_PURPOSES:
+        return answer(True, "allowed_owner_notice")
     if request.channel == "email":
         return answer(True, "allowed")
     if not zones:
@@ -222,6 +230,6 @@ def decide(request: ContactRequest, policy: CompliancePolicy | None = None) -> D
 
 
 __all__ = [
-    "CHANNELS", "LOOKAHEAD", "REASONS", "CompliancePolicy", "ContactRequest", "Decision",
-    "cap_clears_at", "decide", "inside_windows", "next_allowed",
+    "CHANNELS", "LOOKAHEAD", "OWNER_PURPOSES", "REASONS", "CompliancePolicy", "ContactRequest",
+    "Decision", "cap_clears_at", "decide", "inside_windows", "next_allowed",
 ]

@@ -104,7 +104,7 @@ async def test_plan_without_voice_gets_a_polite_message_and_the_owner_a_text(rig
     assert texts == [texts[0]] and CALLER in texts[0] and "Curl Up Salon" in texts[0]
     db = rig.server.runtime.persistence.db
     stored = [m for m in await db.list_messages(SALON_OWNER) if m.direction == "outbound"]
-    assert [m.purpose for m in stored] == ["notification"]
+    assert [m.purpose for m in stored] == ["owner_notice"]
     assert _texts_to(rig.twilio, PLUMBER_OWNER) == []
 
 

@@ -315,11 +315,11 @@ async def test_handoff_alerts_the_owner_by_sms_and_email(tmp_path: Path) -> None
         assert lead is not None and lead.human_takeover
         owner = await db.list_messages("+14155550199")
         [owner_sms] = [m for m in owner if m.channel == "sms"]
-        assert owner_sms.purpose == "notification"
+        assert owner_sms.purpose == "owner_notice"
         assert "Yes please call" in owner_sms.body and PHONES[0] in owner_sms.body
         assert "https://app.acme.example/leads/" + PHONES[0] in owner_sms.body
         [owner_mail] = [m for m in owner if m.channel == "email"]
-        assert owner_mail.purpose == "notification"
+        assert owner_mail.purpose == "owner_notice"
         items = await db.claim_email_outbox(now=at, limit=10, lease_s=30)  # type: ignore[attr-defined]
         [item] = items
         assert item.to_addr == "owner@acme.example" and "Yes please call" in item.body

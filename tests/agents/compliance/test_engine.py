@@ -413,3 +413,22 @@ def test_a_number_without_a_known_state_gets_the_federal_window() -> None:
     assert (decision.allowed, decision.states, decision.zones) == (
         True, [], ["America/Vancouver"])
     assert not ask("+16045550123", utc("2026-06-10T21:00:00-07:00")).allowed
+
+
+@pytest.mark.parametrize("channel", ["sms", "voice", "email"])
+def test_owner_notices_go_out_at_night_but_never_past_an_opt_out_or_dnc(channel) -> None:
+    night = utc("2026-06-10T03:10:00-04:00")  # 3:10 a.m. in Miami, FL (cap state too)
+    alert = ask("+13055550123", night, purpose="owner_notice", channel=channel,
+                recent_contacts=(night - timedelta(hours=1),) * 5)
+    assert (alert.allowed, alert.reason) == (True, "allowed_owner_notice")
+    assert alert.next_allowed_at is None
+    marketing = ask("+13055550123", night, purpose="marketing", channel=channel)
+    assert marketing.allowed is (channel == "email")
+    stopped = ask("+13055550123", night, purpose="owner_notice", channel=channel,
+                  opted_out=True)
+    assert (stopped.allowed, stopped.reason) == (False, "opted_out")
+    listed = ask("+13055550123", night, purpose="owner_notice", channel=channel, dnc=True)
+    assert (listed.allowed, listed.reason) == (False, "dnc")
+    if channel != "email":
+        bad = ask("+1415555", night, purpose="owner_notice", channel=channel)
+        assert (bad.allowed, bad.reason) == (False, "invalid_number")
