@@ -22,7 +22,9 @@ callee number per job); first-audio figures need the fake in process.
 - `answer_to_first_audio_ms`: the callee answering (stream opened) to the agent's first
   audio frame on the stream, p50/p99;
 - `duplicate_dials`: calls.create beyond one per job; `lost_jobs`: jobs not finished
-  within the time bound; `outcomes`: by outcome.
+  within the time bound; `outcomes`: by outcome;
+- `cpu_ms_per_job`: this process's CPU over the run per job; `calls_per_core`: seconds of
+  call (the outcomes' `durationS`) per CPU second, i.e. concurrent calls per core.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     jobs: list[Any] = []
     finished: dict[str, Any] = {}
     started = time.monotonic()
-    cpu_started = time.process_time()
+    skip = {remote.proc.pid} if remote is not None else set()
+    cpu_started = _cpu_s(skip)
     try:
         gap = 1.0 / args.rate if args.rate > 0 else 0.0
 
@@ -131,7 +134,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                     finished[job.id] = fresh
             await asyncio.sleep(0.5)
         wall = time.monotonic() - started
-        cpu_s = time.process_time() - cpu_started
+        cpu_s = _cpu_s(skip) - cpu_started
         created = {j.id: j.timestamp for j in jobs}
         by_job: dict[str, list[Any]] = {}
         first_audio: list[float] = []
@@ -166,6 +169,10 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                                          "p99": _pct(first_audio, 0.99)},
             "twilio": "process" if remote is not None else "in-process",
             "cpu_ms_per_job": round(cpu_s * 1000 / max(1, len(jobs)), 2),
+            # Seconds of call per second of this process's CPU: the calls one core holds
+            # at once (the fake's share included unless --twilio-process).
+            "calls_per_core": round(sum(float((j.returnvalue or {}).get("durationS") or 0)
+                                        for j in finished.values()) / max(cpu_s, 1e-9), 1),
             "calls_create": creates,
             "duplicate_dials": max(0, creates - len(by_job)),
             "lost_jobs": len(jobs) - len(finished),
@@ -228,6 +235,23 @@ class _RemoteTwilio:
     async def stop(self) -> None:
         self.proc.terminate()
         await self.proc.wait()
+
+
+def _cpu_s(skip: set[int]) -> float:
+    """CPU seconds of this process and its children (the speech recogniser's worker
+    processes), leaving out the fake Twilio's process."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        if child.pid in skip:
+            continue
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            continue
+    return total
 
 
 def _job_of(twiml: str) -> str:
