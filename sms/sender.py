@@ -16,7 +16,9 @@ Delivery guarantee, precisely:
   (one local transaction, milliseconds), or a request that timed out after
   Twilio had accepted it, makes that row at-least-once: it is sent again when
   re-claimed. Twilio's Messages API has no idempotency key we could pass, so
-  this window cannot be closed from our side; it is kept small instead;
+  this window cannot be closed from our side; it is kept small instead. A
+  database that fails at that commit (a restart) is retried while the row's
+  lease holds, so an outage shorter than the lease sends nothing twice;
 - a row is never sent by two processes at once as long as a send finishes
   within `lease_s` (checked in the settings, and claims are capped so the
   throttle cannot hold a claimed row past half its lease).
@@ -56,6 +58,10 @@ log = logging.getLogger("leadline.sms.sender")
 # touches that file right after claiming a row (the row is committed and leased) and then
 # hangs before the REST call, so a test can SIGKILL the process in exactly that window.
 HANG_AFTER_CLAIM_ENV = "LEADLINE_TEST_SMS_HANG_AFTER_CLAIM"
+# A sent row's commit is retried until this long before its lease ends (and at most
+# SENT_COMMIT_TRIES times), so no other claim can have taken the row meanwhile.
+LEASE_MARGIN_S = 1.0
+SENT_COMMIT_TRIES = 60
 
 
 def purpose_of(idempotency_key: str) -> str:
@@ -181,6 +187,8 @@ class SenderStats:
         self.deferred = 0
         self.opted_out = 0
         self.loop_errors = 0
+        # Commits of a sent row's SID retried because the database failed (see deliver).
+        self.sent_commit_retries = 0
         self.by_outcome: dict[str, int] = {}
 
 
@@ -212,6 +220,7 @@ class OutboxSender(OutboxLoop):
         self._callback_url = status_callback_url
         self.gate = gate
         self._clock = clock
+        self._monotonic = monotonic
         self._rng = rng or random.Random()
         first = settings()
         self.throttle = SenderThrottle(max_mps(), burst=first.burst, clock=monotonic)
@@ -233,6 +242,7 @@ class OutboxSender(OutboxLoop):
         rate = self._max_mps()
         if rate != self.throttle.rate:
             self.throttle.set_rate(rate)
+        claimed_at = self._monotonic()
         items = await self.db.claim_outbox(now=self._clock(), limit=self.claim_limit(),
                                            lease_s=cfg.lease_s)
         if not items:
@@ -243,7 +253,7 @@ class OutboxSender(OutboxLoop):
         async def one(item: OutboxItem) -> None:
             async with limit:
                 try:
-                    await self.deliver(item)
+                    await self.deliver(item, claimed_at=claimed_at)
                 except StoreError as exc:  # the row stays leased and is re-claimed later
                     self._loop_error(exc)
                 except Exception as exc:
@@ -252,8 +262,9 @@ class OutboxSender(OutboxLoop):
         await asyncio.gather(*(one(item) for item in items))
         return len(items)
 
-    async def deliver(self, item: OutboxItem) -> str:
-        """Gate, pace, send and record one claimed row; the outcome's name."""
+    async def deliver(self, item: OutboxItem, *, claimed_at: float | None = None) -> str:
+        """Gate, pace, send and record one claimed row; the outcome's name. `claimed_at`
+        (the monotonic clock at the claim) bounds retries of the final commit."""
         purpose = purpose_of(item.idempotency_key)
         if self.gate is not None:
             verdict = await self.gate(item, purpose)
@@ -278,8 +289,27 @@ class OutboxSender(OutboxLoop):
             verdict = classify_failure(http_status=exc.http_status, error_code=exc.code,
                                        transport_error=exc.transport, message=str(exc))
             return await self._failed(item, verdict)
-        await self.db.outbox_sent(item.id, result.sid, status=result.status)
+        await self._record_sent(item, result.sid, result.status, claimed_at)
         return self._count("sent", item, result.sid)
+
+    async def _record_sent(self, item: OutboxItem, sid: str, status: str,
+                           claimed_at: float | None) -> None:
+        """Twilio has the text: store its SID. A database failing right now (a restart,
+        found by benchmarks/chaos.sh) is retried while the row's lease holds; giving up at
+        once let the lease lapse, and the re-claimed row was sent a second time."""
+        delay = 0.2
+        for tries in range(1, SENT_COMMIT_TRIES + 1):
+            try:
+                await self.db.outbox_sent(item.id, sid, status=status)
+                return
+            except StoreError:
+                left = (claimed_at + self._settings().lease_s - LEASE_MARGIN_S
+                        - self._monotonic()) if claimed_at is not None else 0.0
+                if left <= delay or tries == SENT_COMMIT_TRIES:
+                    raise
+                self.stats.sent_commit_retries += 1
+                await self._sleep(delay)
+                delay = min(2.0, delay * 2)
 
     async def _failed(self, item: OutboxItem, verdict: Verdict) -> str:
         cfg = self._settings()

@@ -270,3 +270,37 @@ async def test_the_worker_loop_drains_and_wakes(db: Database, twilio: FakeTwilio
         await sender.stop()
         await transport.aclose()
     assert len(twilio.messages) == 1
+
+
+async def test_a_database_blip_after_twilio_accepted_sends_nothing_twice(
+        db: Database, twilio: FakeTwilioRest, clock: Clock) -> None:
+    """benchmarks/chaos.sh (PostgreSQL restarted while texts were going out): Twilio took
+    the text, the commit of its SID failed, the lease lapsed and the row was sent again.
+    The commit is now retried while the lease holds: one text, the row sent."""
+    from store.errors import StoreUnavailable
+
+    class Blip:
+        failures = 2
+
+        def __getattr__(self, name: str):
+            return getattr(db, name)
+
+        async def outbox_sent(self, *args, **kw):
+            if self.failures:
+                self.failures -= 1
+                raise StoreUnavailable("PostgreSQL lost during outbox sent: restarting")
+            return await db.outbox_sent(*args, **kw)
+
+    item = await queue(db, clock)
+    sleeps = Sleeps()
+    sender = make_sender(Blip(), twilio, clock, sleeps=sleeps)  # type: ignore[arg-type]
+    try:
+        assert await sender.drain_once() == 1
+        clock.advance(seconds=31)  # past the lease: nothing left to re-claim
+        assert await sender.drain_once() == 0
+    finally:
+        await sender.transport.aclose()
+    assert len(twilio.messages) == 1
+    assert sender.stats.sent == 1 and sender.stats.sent_commit_retries == 2
+    assert sleeps.waits[-2:] == [0.2, 0.4]
+    assert (await message_of(db, item)).provider_sid == twilio.messages[0].sid
