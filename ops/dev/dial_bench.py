@@ -21,6 +21,9 @@ callee number per job); first-audio figures need the fake in process.
   at the fake, p50/p99;
 - `answer_to_first_audio_ms`: the callee answering (stream opened) to the agent's first
   audio frame on the stream, p50/p99;
+- `hello_to_agent_audio_ms`: the end of the callee's first line ("Hello, front desk.")
+  to the agent's next audio on the stream (the reply, or the greeting of a brain that
+  waits for a person), p50/p99;
 - `duplicate_dials`: calls.create beyond one per job; `lost_jobs`: jobs not finished
   within the time bound; `outcomes`: by outcome;
 - `cpu_ms_per_job`: this process's CPU over the run per job; `calls_per_core`: seconds of
@@ -138,6 +141,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         created = {j.id: j.timestamp for j in jobs}
         by_job: dict[str, list[Any]] = {}
         first_audio: list[float] = []
+        after_hello: list[float] = []
         if remote is not None:
             listed = await remote.calls()
             for call in listed:
@@ -153,6 +157,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             first_audio = [(c.first_agent_audio_at - c.answered_at) * 1000
                            for c in twilio.calls.values()
                            if c.first_agent_audio_at and c.answered_at]
+            after_hello = [(c.reply_after_line_at - c.first_line_end_at) * 1000
+                           for c in twilio.calls.values()
+                           if c.reply_after_line_at and c.first_line_end_at]
             creates = twilio.creates
         outcomes: dict[str, int] = {}
         for job in finished.values():
@@ -167,6 +174,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             "job_to_dial_ms": {"p50": _pct(dial_ms, 0.5), "p99": _pct(dial_ms, 0.99)},
             "answer_to_first_audio_ms": {"p50": _pct(first_audio, 0.5),
                                          "p99": _pct(first_audio, 0.99)},
+            "hello_to_agent_audio_ms": {"p50": _pct(after_hello, 0.5),
+                                        "p99": _pct(after_hello, 0.99)},
             "twilio": "process" if remote is not None else "in-process",
             "cpu_ms_per_job": round(cpu_s * 1000 / max(1, len(jobs)), 2),
             # Seconds of call per second of this process's CPU: the calls one core holds

@@ -142,6 +142,10 @@ class PlacedCall:
     hangup_requested: bool = False
     # time.time() of calls.create's arrival and of the agent's first audio on the stream.
     first_agent_audio_at: float | None = None
+    # When the callee finished its first line ("Hello, front desk."), and the agent's
+    # first audio after that: the "we answer within a second of hello" figure.
+    first_line_end_at: float | None = None
+    reply_after_line_at: float | None = None
     # DTMF digits heard in the agent's audio (in-band tones), in order.
     digits_heard: list[str] = field(default_factory=list)
     ws: aiohttp.ClientWebSocketResponse | None = None
@@ -463,6 +467,8 @@ class FakeTwilio:
             if isinstance(m, ServerMedia):
                 if call.first_agent_audio_at is None:
                     call.first_agent_audio_at = time.time()
+                if call.first_line_end_at is not None and call.reply_after_line_at is None:
+                    call.reply_after_line_at = time.time()
                 due, _ = playout.media(t, m.audio)
                 await echo(due)
             elif isinstance(m, ServerMark):
@@ -517,6 +523,8 @@ class FakeTwilio:
             if pos >= len(audio):
                 if audio:  # just finished saying something
                     audio, pos = b"", 0
+                    if call.first_line_end_at is None:
+                        call.first_line_end_at = time.time()
                     waiting_since = t
                     responses_before = playout.responses
                     if c.answer == "machine":
