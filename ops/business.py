@@ -19,7 +19,7 @@ from agents.business.alert import OwnerAlerts
 from agents.business.flow import CallFlow, TurnOutcome
 from agents.business.registry import BusinessRegistry, owner_missed_call_text
 from agents.business.settings import BusinessSettings
-from store.phones import normalize_phone
+from store.phones import InvalidPhoneNumber, normalize_phone
 from telephony.calls import CallObserver
 from telephony.twilio.http import public_base_url
 from telephony.twilio.rest import TwilioRest
@@ -35,9 +35,36 @@ if TYPE_CHECKING:
 log = logging.getLogger("leadline.business")
 # Owner notices in flight at once; more are dropped (logged, counted), never queued forever.
 MAX_PENDING_NOTICES = 256
+# The audit row holding a caller's last issue with a business (`agents.memory`): keyed
+# by business and number in the call_sid column (indexed), newest first.
+ISSUE_KIND = "caller_issue"
 ACK_PATH = "/twilio/alert-ack"
 ALERT_STATUS_PATH = "/twilio/alert-status"
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+
+def _first_phone(*candidates: str) -> str | None:
+    """The first candidate that is a phone number, in E.164 (None when none is)."""
+    for raw in candidates:
+        if not raw:
+            continue
+        try:
+            return normalize_phone(raw)
+        except InvalidPhoneNumber:
+            continue
+    return None
+
+
+def _issue_key(flow: CallFlow | None) -> str | None:
+    """The caller-issue key of a call for a business: per business (a salon never hears
+    about the plumber's call), per caller number; None without one that parses."""
+    if flow is None or not flow.caller_number:
+        return None
+    try:
+        phone = normalize_phone(flow.caller_number)
+    except InvalidPhoneNumber:
+        return None
+    return f"issue:{phone}:{flow.business.name}"
 
 
 class _AlertRest(TwilioRest):
@@ -84,7 +111,11 @@ class TwilioAlertNotifier:
         conversation = self._businesses._conversation()
         if conversation is None:
             raise RuntimeError("the SMS side is not running")
-        await conversation.send(to, body, "notification", origin)
+        await conversation.send(to, body, "owner_notice", origin)
+
+    async def send_email(self, to: str, subject: str, body: str, origin: str,
+                         file_under: str) -> str:
+        return await self._businesses._mail.email_owner(file_under, to, subject, body, origin)
 
     async def record(self, call_sid: str, kind: str, detail: dict[str, object]) -> None:
         db = self._businesses._db()
@@ -99,10 +130,16 @@ class Businesses(CallObserver):
 
     def __init__(self, config: Callable[[], Config],
                  conversation: Callable[[], Conversation | None],
-                 database: Callable[[], Database | None] = lambda: None) -> None:
+                 database: Callable[[], Database | None] = lambda: None,
+                 email_sender: Callable[[], Any] = lambda: None) -> None:
+        from ops.call_analysis import OpsLeadNotifier
+
         self._config = config
         self._conversation = conversation
         self._db = database
+        # The owner's emails (no-voice notice, unacknowledged alert): compliance, then the
+        # email outbox, as the new-lead notice sends them.
+        self._mail = OpsLeadNotifier(config, database, conversation, email_sender)
         self.turns_triaged = 0
         self.safety_lines = 0
         self.audit_failures = 0
@@ -172,16 +209,44 @@ class Businesses(CallObserver):
         return self._registry
 
     def notify_no_voice(self, business: BusinessSettings, form: dict[str, str]) -> None:
-        """Text the owner that a call came in their plan could not answer by voice."""
-        phone = business.owner.phone
+        """Text and email the owner (whichever contacts they have) that a call came in
+        their plan could not answer by voice."""
+        phone, email = business.owner.phone, business.owner.email.strip()
         call_sid = form.get("CallSid", "")
-        if not phone:
+        if not phone and not email:
             self.notices_failed += 1
-            log.warning("no owner.phone to notify of a no-voice call",
+            log.warning("no owner.phone or owner.email to notify of a no-voice call",
                         extra={"business": business.name, "call_sid": call_sid})
             return
         text = owner_missed_call_text(business, form.get("From", ""))
-        self.spawn(self._send(phone, text, f"no-voice:{call_sid}", call_sid), "owner notice")
+        if phone:
+            self.spawn(self._send(phone, text, f"no-voice:{call_sid}", call_sid),
+                       "owner notice")
+        if email:
+            file_under = _first_phone(phone, *business.numbers, form.get("From", ""))
+            self.spawn(self._email(business, email, text, file_under, call_sid),
+                       "owner notice email")
+
+    async def _email(self, business: BusinessSettings, email: str, text: str,
+                     file_under: str | None, call_sid: str) -> None:
+        if file_under is None:
+            self.notices_failed += 1
+            log.error("owner notice email not sent: no phone to file it under",
+                      extra={"call_sid": call_sid})
+            return
+        try:
+            state = await self._mail.email_owner(
+                file_under, email, f"Missed call for {business.name}", text + "\n",
+                f"no-voice-email:{call_sid}")
+        except Exception:
+            self.notices_failed += 1
+            log.exception("owner notice email not sent", extra={"call_sid": call_sid})
+            return
+        if state in ("queued", "deferred", "duplicate"):
+            self.notices_sent += 1
+        else:
+            self.notices_failed += 1
+        log.info("owner notice email", extra={"call_sid": call_sid, "state": state})
 
     # -- calls ---------------------------------------------------------------------
 
@@ -199,6 +264,17 @@ class Businesses(CallObserver):
             call.brain.safety_first(outcome.safety_line)
         self._record(call.call_sid, flow, outcome)
 
+    async def before_greeting(self, call: Call) -> None:
+        """What this caller called this business about last time (inside the call's
+        greeting budget, beside the caller lookup): `CallContext.last_issue`."""
+        flow, db = call.context.flow, self._db()
+        key = _issue_key(flow)
+        if key is None or db is None:
+            return
+        rows = await db.list_audit(call_sid=key, kind=ISSUE_KIND, limit=1)
+        if rows:
+            call.context.last_issue = str(rows[0].detail.get("issue", ""))[:200]
+
     def call_started(self, call: Call) -> None:
         flow = call.context.flow
         if flow is not None:
@@ -209,6 +285,11 @@ class Businesses(CallObserver):
         flow = call.context.flow
         if flow is not None:
             self._audit("call_priority", call.call_sid, flow.summary())
+            key, issue = _issue_key(flow), flow.issue()
+            if key is not None and issue:
+                self._audit(ISSUE_KIND, key, {"issue": issue, "call_sid": call.call_sid,
+                                              "priority": flow.priority,
+                                              "category": flow.category})
 
     def _record(self, call_sid: str, flow: CallFlow, outcome: TurnOutcome) -> None:
         if outcome.answer is not None:
@@ -253,7 +334,7 @@ class Businesses(CallObserver):
                       extra={"call_sid": call_sid})
             return
         try:
-            queued = await conversation.send(phone, text, "notification", origin)
+            queued = await conversation.send(phone, text, "owner_notice", origin)
         except Exception:
             self.notices_failed += 1
             log.exception("owner notice not sent", extra={"call_sid": call_sid})

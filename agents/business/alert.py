@@ -7,7 +7,8 @@ number, what is wrong and where, repeated, inside a `<Gather numDigits=1>` whose
 action is the acknowledgement webhook. An attempt ends with an ack (done), or
 busy / no-answer / failed / voicemail / answered-without-ack, and the next one
 waits out the configured backoff. When every call went unacknowledged the owner
-gets a text. Every attempt and its outcome is recorded on the customer call.
+gets a text, and an email when `owner.email` is set. Every attempt and its outcome
+is recorded on the customer call.
 
 I/O goes through a `Notifier` the composition root implements (Twilio REST,
 the compliance-checked SMS send, the audit trail), so this module imports no
@@ -35,6 +36,12 @@ log = logging.getLogger(__name__)
 FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 MACHINE = re.compile(r"^(machine|fax)")
 MAX_ALERTS = 1_000
+# The issue's bound: the first alert call is placed within this many seconds of the
+# caller turn that made the call URGENT. Nothing slow runs before the placement (the
+# alert starts in the turn's own callback, its first step is the REST create); the
+# delay is recorded on every attempt (`placed_after_s`) and a late one is logged and
+# counted (`late`), so the bound is measured, not assumed.
+PLACE_WITHIN_S = 5.0
 
 
 class Notifier(Protocol):
@@ -47,6 +54,11 @@ class Notifier(Protocol):
 
     async def send_text(self, to: str, body: str, origin: str) -> None:
         """Text the owner (compliance-checked, idempotent on `origin`)."""
+
+    async def send_email(self, to: str, subject: str, body: str, origin: str,
+                         file_under: str) -> str:
+        """Email the owner (compliance-checked email outbox, idempotent on `origin`,
+        filed under the phone `file_under`); the outbox's state ("queued" …)."""
 
     async def record(self, call_sid: str, kind: str, detail: dict[str, object]) -> None:
         """Append to the customer call's audit trail."""
@@ -79,6 +91,16 @@ def alert_text(summary: dict[str, str]) -> str:
     return " ".join(bits) + ". We phoned you and got no answer; please call them back now."
 
 
+def alert_email(summary: dict[str, str]) -> str:
+    """The owner's email when no call was acknowledged: the text, then each fact on its
+    own line."""
+    lines = [alert_text(summary), ""]
+    for label, key in (("Caller", "caller"), ("Number", "number"), ("Problem", "problem"),
+                       ("Address", "address"), ("Priority", "priority")):
+        lines.append(f"{label + ':':<10} {summary.get(key) or '(not given)'}")
+    return "\n".join(lines) + "\n"
+
+
 def alert_twiml(summary: dict[str, str], business: BusinessSettings, ack_url: str,
                 repeat: int) -> str:
     """`<Gather numDigits=1 action=ack_url>` around the message said `repeat` times."""
@@ -108,6 +130,10 @@ class _Alert:
     status: str = ""
     answered_by: str = ""
     acked: bool = False
+    # Loop time of the URGENT turn (when `start` ran).
+    started_at: float = 0.0
+    # Seconds from the URGENT turn to the placement of the current attempt (None: not placed).
+    placed_after_s: float | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -128,6 +154,7 @@ class OwnerAlerts:
         self.acked = 0
         self.texts = 0
         self.failures = 0
+        self.late = 0
 
     def start(self, call_sid: str, flow: CallFlow) -> bool:
         """Begin the alert of `call_sid`; False when it has one already or needs none."""
@@ -135,7 +162,7 @@ class OwnerAlerts:
             return False
         if len(self._alerts) >= MAX_ALERTS:
             self._forget_finished()
-        alert = _Alert(call_sid, flow)
+        alert = _Alert(call_sid, flow, started_at=asyncio.get_running_loop().time())
         self._alerts[call_sid] = alert
         self.started += 1
         alert.task = asyncio.get_running_loop().create_task(
@@ -189,10 +216,11 @@ class OwnerAlerts:
                 await notifier.record(alert.call_sid, "owner_alert", {
                     "attempt": attempt, "outcome": "no public_url for the ack webhook"})
                 break
+            alert.attempt_sid, alert.placed_after_s = "", None
             outcome = await self._one_call(alert, attempt, owner, business, summary, ack_url, s)
             await notifier.record(alert.call_sid, "owner_alert", {
                 "attempt": attempt, "alert_call_sid": alert.attempt_sid, "outcome": outcome,
-                "to": owner})
+                "to": owner, "placed_after_s": alert.placed_after_s})
             if alert.acked:
                 await notifier.record(alert.call_sid, "owner_alert_ack",
                                       {"attempt": attempt, "alert_call_sid": alert.attempt_sid})
@@ -212,6 +240,18 @@ class OwnerAlerts:
             outcome = f"failed: {type(exc).__name__}"
         await notifier.record(alert.call_sid, "owner_alert_text", {"to": owner,
                                                                    "outcome": outcome})
+        email = business.owner.email.strip()
+        if email:
+            try:
+                outcome = await notifier.send_email(
+                    email, f"URGENT call for {business.name}", alert_email(summary),
+                    f"owner-alert-email:{alert.call_sid}", owner)
+            except Exception as exc:
+                self.failures += 1
+                log.exception("owner alert email failed", extra={"call_sid": alert.call_sid})
+                outcome = f"failed: {type(exc).__name__}"
+            await notifier.record(alert.call_sid, "owner_alert_email",
+                                  {"to": email, "outcome": outcome})
 
     async def _one_call(self, alert: _Alert, attempt: int, owner: str,
                         business: BusinessSettings, summary: dict[str, str], ack_url: str,
@@ -228,6 +268,12 @@ class OwnerAlerts:
                         extra={"call_sid": alert.call_sid, "attempt": attempt})
             return f"not placed: {str(exc)[:200]}"
         alert.attempt_sid = sid
+        alert.placed_after_s = round(asyncio.get_running_loop().time() - alert.started_at, 3)
+        if attempt == 1 and alert.placed_after_s > PLACE_WITHIN_S:
+            self.late += 1
+            log.warning("owner alert placed %.1f s after the urgent turn (bound %.0f s)",
+                        alert.placed_after_s, PLACE_WITHIN_S,
+                        extra={"call_sid": alert.call_sid})
         self._by_attempt[sid] = alert.call_sid
         log.info("owner alert call placed", extra={"call_sid": alert.call_sid,
                                                     "alert_call_sid": sid, "attempt": attempt})

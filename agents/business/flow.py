@@ -187,6 +187,34 @@ class CallFlow:
             "category": self.category,
         }
 
+    def issue(self) -> str:
+        """What this call was about, for the caller's memory ("" when nothing was said)."""
+        return issue_of(self.category, self.problem)
+
+
+# How a triage category is said back to a returning caller ("last time you called
+# about ..."); a category not listed is said as its words ("water leak" -> "a water leak").
+_ISSUE_WORDS = {
+    "gas_leak": "a gas smell", "carbon_monoxide": "a carbon monoxide alarm",
+    "electrical_hazard": "an electrical hazard", "no_heat": "having no heat",
+    "no_cooling": "having no cooling", "no_hot_water": "having no hot water",
+    "no_water": "having no water", "drain_clog": "a clogged drain",
+    "sewage": "a sewage backup", "medical": "a medical problem",
+    "dental_pain": "dental pain", "legal_urgent": "an urgent legal matter",
+    "information": "a question", "appointment": "an appointment",
+    "violence": "a safety emergency", "alarm": "an alarm",
+}
+
+
+def issue_of(category: str, problem: str) -> str:
+    """What a call was about, as a caller would hear it said back next time: the
+    category in words, else the caller's own words, else ""."""
+    if category and category != "other":
+        words = category.replace("_", " ")
+        article = "an" if words[:1] in "aeiou" else "a"
+        return _ISSUE_WORDS.get(category, f"{article} {words}")
+    return " ".join(problem.split())[:MAX_ANSWER_CHARS]
+
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from agents.business.plans import branding_line, gates
 from agents.business.settings import BusinessSettings
-from agents.memory import CallerMemory, Known
+from agents.memory import CallerMemory, Known, issue_sentence
 from store.phones import InvalidPhoneNumber, normalize_phone
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,12 @@ class BusinessRegistry:
 
 def greeting(business: BusinessSettings, memory: CallerMemory, fallback: str) -> str:
     """The business's first words: its returning-caller line for a known caller, then
-    its greeting (or `fallback` when it has none)."""
+    its greeting (or `fallback` when it has none). A caller whose last issue we know
+    hears it said back between the two ("Last time you called about a water leak.")."""
     text = business.greeting.strip() or fallback
     if isinstance(memory, Known) and business.returning_greeting.strip():
         welcome = business.returning_greeting.replace("{name}", memory.name[:60])
-        return f"{welcome} {text}"
+        return " ".join(p for p in (welcome, issue_sentence(memory), text) if p)
     return text
 
 
@@ -81,8 +82,13 @@ def end_call_message(business: BusinessSettings) -> str:
 
 
 def no_voice_message(business: BusinessSettings) -> str:
-    """What a caller hears when the business's plan has no voice agent."""
-    return business.no_voice_message.replace("{name}", business.name)
+    """What a caller hears when the business's plan has no voice agent; the system
+    branding line after it on a plan that carries one (FREE): for a FREE business this
+    message is the only thing a caller hears, so it is where the line goes."""
+    text = business.no_voice_message.replace("{name}", business.name)
+    if gates(business.plan).branding:
+        return f"{text} {branding_line()}".strip()
+    return text
 
 
 def owner_missed_call_text(business: BusinessSettings, caller: str) -> str:
