@@ -59,11 +59,12 @@ async def _machine(room: FakeRoom) -> None:
 
 
 async def _callee(room: FakeRoom) -> None:
-    """Picks up, listens to the greeting a while, says hello, then hangs up."""
+    """Picks up, says hello, listens to the agent a while, then hangs up. (The scripted
+    brain on an outbound call waits for a person before it greets: phone-tree mode.)"""
     await asyncio.sleep(1.0)
     speech = resample(ulaw.decode(speech_ulaw("Hello, front desk.")), 8000, 48000)
     await room.say(speech)
-    await room.silence(1500)
+    await room.silence(4000)
     room.set_status("hangup")
 
 
