@@ -47,6 +47,8 @@ from benchmarks.chaos.load import CallLoad, Prober
 from benchmarks.chaos.services import PostgresProc, Proc, RedisProc, free_port, wait_port
 
 BIN = Path(sys.executable).parent / "leadline"
+# The caller number of the probe calls (`load.Prober`).
+PROBE_NUMBER = "+15005550009"
 QUEUE = "leadline-calls"
 CAMPAIGN = "chaos"
 # Where a number of each zone starts; the last digits are varied per lead.
@@ -121,6 +123,7 @@ class Harness:
         self.notes: list[str] = []
         self.turns_acked: list[int] = []
         self.calls_at_kill = 0
+        self.timeline: list[tuple[float, str]] = []
         self._pusher: asyncio.Task[None] | None = None
         self._pg_pool: Any = None
         self._http: aiohttp.ClientSession | None = None
@@ -189,7 +192,7 @@ max_mps = 4
 
 [sms_outbox]
 poll_s = 0.3
-lease_s = 8
+lease_s = 20
 send_timeout_s = 4
 backoff_base_s = 1
 backoff_cap_s = 4
@@ -403,19 +406,30 @@ poll_s = 0.5
             "calls_live": len(after), "calls_without_agent_audio_after_kill": len(silent)}
         self.realtime.start()
         await wait_port(self.rt_port, "fake realtime", 60)
-        back = time.monotonic()
-
-        async def openai_again() -> bool:
-            sids = [p.call_sid for p in self.prober.probes if p.ok and p.at >= back]
-            if not sids:
-                return False
-            rows = await self.sql("SELECT brain FROM calls WHERE call_sid = ANY($1::text[])", sids)
-            return any(r[0] == "openai" for r in rows)
-
-        s = await self.until(openai_again, "a new call on the realtime brain after its restart",
-                             90)
-        self.recovery["realtime_kill9"]["used_again_s"] = round(s, 2)
+        back = datetime.now(UTC)
+        # A new probe call that starts on the realtime brain, by the server's own record
+        # (its start time), not by when the loaded harness hears of it.
+        first = await self.until_row(
+            "SELECT min(started_at) FROM calls WHERE from_number = $1 AND started_at >= $2"
+            " AND brain LIKE 'openai%'", back, "a new call on the realtime brain after its "
+            "restart")
+        self.recovery["realtime_kill9"]["used_again_s"] = round(
+            (first - back).total_seconds(), 2)
         del killed
+
+    async def until_row(self, query: str, since: datetime, what: str,
+                        limit_s: float = 120) -> datetime:
+        """The timestamp `query` (probe number, since) finds once it finds one."""
+        found: list[datetime] = []
+
+        async def check() -> bool:
+            rows = await self.sql(query, PROBE_NUMBER, since)
+            if rows and rows[0][0] is not None:
+                found.append(rows[0][0])
+            return bool(found)
+
+        await self.until(check, what, limit_s)
+        return found[0]
 
     async def fault_serve(self) -> None:
         assert self.load is not None and self.prober is not None
@@ -427,15 +441,29 @@ poll_s = 0.5
         self.turns_acked.append(int(h["store"]["turns"]["recorded"]))
         await asyncio.sleep(1.0)
         self.load.note_drops()
-        self.load.phase = "after_serve_restart"
+        self.set_phase("after_serve_restart")
+        started = datetime.now(UTC)
         up_s = await self.start_serve()
-        back = time.monotonic()
-        s = await self.until(lambda: self.prober.first_ok_after(back) is not None,
-                             "a call answered by the restarted server", 60)
-        self.recovery["serve_kill9"] = {"healthy_s": round(up_s, 2),
-                                        "first_call_answered_s": round(up_s + s, 2)}
+        first = await self.until_row(
+            "SELECT min(started_at) FROM calls WHERE from_number = $1 AND started_at >= $2",
+            started, "a call taken by the restarted server")
+        self.recovery["serve_kill9"] = {"healthy_s": round(up_s, 2), "first_call_s": round(
+            (first - started).total_seconds(), 2)}
 
     # -- the run ----------------------------------------------------------------------
+
+    def set_phase(self, name: str) -> None:
+        assert self.load is not None and self.prober is not None
+        self.load.phase = self.prober.phase = name
+        self.timeline.append((time.time(), name))
+
+    def phase_at(self, wall: float) -> str:
+        name = "ramp"
+        for at, phase in self.timeline:
+            if at > wall:
+                break
+            name = phase
+        return name
 
     async def run(self) -> dict[str, Any]:
         await self.setup()
@@ -443,7 +471,7 @@ poll_s = 0.5
         self.log(f"leadline serve up on {self.url}; ramping {self.n_calls} calls")
         self.load = CallLoad(self.url, self.n_calls, AUTH_TOKEN, self.ramp_s)
         await self.load.start()
-        self.prober = Prober(self.url, AUTH_TOKEN)
+        self.prober = Prober(self.url, AUTH_TOKEN, from_number=PROBE_NUMBER)
         self.prober.start()
         faults = [self.fault_redis, self.fault_pg_restart, self.fault_pg_kill9,
                   self.fault_realtime, self.fault_serve]
@@ -456,10 +484,10 @@ poll_s = 0.5
         for fault, batch in zip(faults, batches, strict=True):
             await self.enroll(batch)
             await asyncio.sleep(1.5)  # the scheduler has queued them, the sender is sending
-            self.load.phase = self.prober.phase = PHASES[fault.__name__]
+            self.set_phase(PHASES[fault.__name__])
             await fault()
             self.load.note_drops()
-            self.load.phase = self.prober.phase = "between"
+            self.set_phase("between")
             await asyncio.sleep(self.settle_s)
         return await self.finish()
 
@@ -470,7 +498,7 @@ poll_s = 0.5
             await asyncio.wait({self._pusher}, timeout=60)
             self._pusher.cancel()
         await self.prober.stop()
-        self.load.phase = "hangup"
+        self.set_phase("hangup")
         self.load.note_drops()
         await self.load.hang_up()
         from bullmq import Job
@@ -539,21 +567,32 @@ poll_s = 0.5
             "calls_dropped": dict(drops),
             "calls_on_killed_server": self.calls_at_kill,
             "calls_dropped_by_other_faults": dropped_outside_kill,
+            # Short calls placed every 2 s all along: how many heard the agent within
+            # their 3 s, and the phase of those that did not (or could not connect).
             "probe_calls": {"placed": len(self.prober.probes),
-                            "answered": sum(p.ok for p in self.prober.probes),
-                            "unanswered": dict(Counter(p.phase for p in self.prober.probes
-                                                       if not p.ok))},
+                            "greeted_within_3s": sum(p.ok for p in self.prober.probes),
+                            "not_greeted": dict(Counter(p.phase for p in self.prober.probes
+                                                        if not p.ok)),
+                            "not_connected": dict(Counter(
+                                p.phase for p in self.prober.probes if not p.call_sid))},
             "turns": {"acknowledged": acked, "stored": stored,
                       "lost": max(0, acked - stored),
                       "calls_with_holes": len(holes),
                       "writer": health.get("store", {}).get("turns", {})},
             "sms": {"enrolled": len(self.enrolled), "received_by_twilio": sum(
                 received[p] for p in self.enrolled), "sent_twice": sms_twice,
-                "lost": len(sms_lost), "outbox": outbox},
+                "lost": len(sms_lost), "outbox": outbox,
+                # Each doubled text: the phases its copies reached Twilio in.
+                "twice_in": [[self.phase_at(m.at) for m in self.twilio.messages.messages
+                              if m.to == p] for p, n in received.items()
+                             if p in self.enrolled and n > 1]},
             "dial_jobs": {"pushed": len(self.jobs), "states": dict(states),
                           "failed_reasons": dict(failed),
                           "calls_create": sum(placed[p] for p in phones),
                           "dialed_twice": dialed_twice, "never_dialed": never_dialed,
+                          "twice_in": [[self.phase_at(c.created_at)
+                                        for c in self.twilio.calls.calls.values() if c.to == p]
+                                       for p in phones if placed[p] > 1],
                           "push_retries_while_redis_down": self.job_push_errors},
             "sessions": {k: redis.get(k) for k in ("lostDirty", "evicted", "dirty")},
             "recovery_s": self.recovery,

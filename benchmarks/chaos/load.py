@@ -109,6 +109,7 @@ class Prober:
     url: str
     auth_token: str
     every_s: float = 2.0
+    from_number: str = "+15005550009"
     seconds: float = 3.0
     probes: list[Probe] = field(default_factory=list)
     # Set by the harness: the fault under way when each probe call starts.
@@ -131,7 +132,7 @@ class Prober:
         try:
             result = await sim_call(SimOptions(
                 url=self.url, auth_token=self.auth_token, hangup_after_s=self.seconds,
-                wait_for_agent_s=self.seconds, from_number="+15005550009"))
+                wait_for_agent_s=self.seconds, from_number=self.from_number))
         except (SimError, OSError, aiohttp.ClientError, TimeoutError) as exc:
             self.probes.append(Probe(at, False, detail=f"{type(exc).__name__}: {exc}"[:200],
                                      phase=phase))
