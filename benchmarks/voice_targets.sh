@@ -12,7 +12,8 @@
 # ${TMPDIR:-/tmp}/voice_targets.jsonl) and one JSON line of medians per
 # configuration is printed on stdout. Run it on a quiet machine: `load_avg`
 # in each line says how quiet it was. Env: CONFIGS (default "webrtc silero
-# realtime") to run a subset, and whatever run_calls_bench.sh reads.
+# realtime") to run a subset, WEBRTC_CALLS / SILERO_CALLS / REALTIME_CALLS to
+# change the sizes, and whatever run_calls_bench.sh reads (PERF=1, ports, cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -22,9 +23,9 @@ out=${OUT:-${TMPDIR:-/tmp}/voice_targets.jsonl}
 : >"$out"
 for config in ${CONFIGS:-webrtc silero realtime}; do
   case $config in
-    webrtc) calls=500 vad=webrtc brain=scripted ;;
-    silero) calls=300 vad=silero brain=scripted ;;
-    realtime) calls=250 vad=webrtc brain=realtime ;;
+    webrtc) calls=${WEBRTC_CALLS:-500} vad=webrtc brain=scripted ;;
+    silero) calls=${SILERO_CALLS:-300} vad=silero brain=scripted ;;
+    realtime) calls=${REALTIME_CALLS:-250} vad=webrtc brain=realtime ;;
     *) echo "unknown config $config" >&2; exit 2 ;;
   esac
   for run in $(seq "$runs"); do
@@ -67,6 +68,8 @@ for config, figs in by.items():
         "end_of_turn_p99_ms": med(get("end_of_turn_ms", "p99")),
         "generator_cpu_cores": med(get("generator_cpu_cores")),
         "generator_send_lag_p99_ms": med(get("generator_send_lag_ms", "p99")),
+        "server_writes_per_call_s": med(get("server_perf", "write_per_call_s")),
+        "server_syscalls_per_call_s": med(get("server_perf", "syscalls_per_call_s")),
         "valid_runs": sum(bool(f["valid"]) for f in figs),
         "server_core_busy": med(get("core_busy", "server_core")),
         "load_avg_max": max(max(f.get("load_avg") or [0]) for f in figs),
