@@ -53,6 +53,8 @@ OWNER_EMAIL = "joe@plumbing.example"
 FREE_NUMBER = "+14155550122"
 FREE_OWNER = "+14155550177"
 FREE_EMAIL = "kim@handy.example"
+MAIL_ONLY_NUMBER = "+14155550133"
+MAIL_ONLY_EMAIL = "sal@salon.example"
 
 # The plumber (PRO, alerts the owner, who has an email too) and a FREE handyman.
 CONFIG = REALTIME_CONFIG.replace(
@@ -65,6 +67,12 @@ CONFIG = REALTIME_CONFIG.replace(
     numbers = ["{FREE_NUMBER}"]
     plan = "FREE"
     owner = {{ phone = "{FREE_OWNER}", email = "{FREE_EMAIL}" }}
+
+    [[businesses]]
+    name = "Mail Only Salon"
+    numbers = ["{MAIL_ONLY_NUMBER}"]
+    plan = "BASIC"
+    owner = {{ email = "{MAIL_ONLY_EMAIL}" }}
     """)
 
 EMAIL_ENV = {
@@ -322,7 +330,16 @@ async def test_free_plan_caller_hears_the_message_with_branding_owner_texted_and
         texts = await eventually(lambda: r.texts_to(FREE_OWNER), "the owner's text")
         mails = await eventually(lambda: r.mails_to(FREE_EMAIL), "the owner's email",
                                  limit_s=20)
+        # An owner with an email and no phone still hears of the call.
+        other = await sim_call(SimOptions(url=r.url, auth_token=AUTH_TOKEN,
+                                          from_number=CALLER, to_number=MAIL_ONLY_NUMBER,
+                                          hangup_after_s=4))
+        salon = await eventually(lambda: r.mails_to(MAIL_ONLY_EMAIL), "the salon's email",
+                                 limit_s=20)
         assert r.server.runtime.calls.started == 0
+    assert "Mail Only Salon" in other.twiml and "Leadline" not in other.twiml  # BASIC
+    assert len(salon) == 1 and CALLER in salon[0].get_body(("plain",)).get_content()  # type: ignore[attr-defined]
+    assert r.server.runtime.businesses.notices_failed == 0
     say = ET.fromstring(result.twiml).find("Say")
     assert say is not None and "Kim's Handyman" in (say.text or "")
     assert (say.text or "").endswith("This call was answered by Leadline.")
