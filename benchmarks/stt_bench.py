@@ -24,6 +24,7 @@ prior sentence, and the figures pool every render.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -94,6 +95,24 @@ def decision(kind: str, text: str) -> object:
     raise ValueError(f"unknown kind {kind!r}")
 
 
+def worker_rss_mb() -> float:
+    """Resident memory of one recognizer worker process, decoder built (the pool's cost)."""
+    import psutil
+
+    from agents.stt.recognizer import SphinxPool
+
+    async def measure() -> float:
+        pool = SphinxPool(1)
+        try:
+            await pool.warm_up()
+            me = psutil.Process()
+            return sum(c.memory_info().rss for c in me.children(recursive=True)) / 2**20
+        finally:
+            pool.shutdown()
+
+    return asyncio.run(measure())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=165, help="eSpeak words per minute")
@@ -145,6 +164,7 @@ def main() -> None:
         "first_decoder_s": round(first_s, 2),
         "first_decoder_rss_mb": round((rss1 - rss0) / 1024, 1),
         "extra_decoder_rss_mb": round((rss2 - rss1) / 1024, 1),
+        "worker_process_rss_mb": round(worker_rss_mb(), 1),
         "espeak_rate_wpm": args.rate,
         "cpus": os.cpu_count(),
     }
