@@ -60,6 +60,7 @@ from agents.brain import Brain, BrainOutput, CallContext
 from agents.business.flow import CallFlow
 from agents.business.registry import greeting as business_greeting
 from agents.business.settings import BusinessSettings
+from agents.compliance.consent import classify_consent
 from agents.nlu.ivr import is_live_person, normalise, parse_menu
 from agents.settings import ScriptedSettings
 from agents.stt import Recognizer, available, shared_pool
@@ -173,6 +174,8 @@ class ScriptedCore:
         self.sales: Any = None
         # Outbound call still in a phone tree: say nothing until a person answers.
         self.phone_tree = False
+        # A dialer call: its observer says goodbye and hangs up on "don't call us again".
+        self.dialed = False
         self._caller_name: str | None = None
 
     @property
@@ -206,6 +209,7 @@ class ScriptedCore:
         self.flow = flow
         self.sales = sales
         self._caller_name = caller_name
+        self.dialed = phone_tree
         if phone_tree and self.hears and not self.fallback:
             # Quiet until a person answers (`heard`): talking over a menu loses it.
             self.phone_tree = True
@@ -273,6 +277,11 @@ class ScriptedCore:
             self.phone_tree = False
             self.state = State.GREETING
             return (StopSpeaking(), self._speak(self._opening()))
+        if self.dialed and text and classify_consent(text) == "opt_out":
+            # The dialer records the do-not-call, says its goodbye and hangs up; a line
+            # of ours now would only talk over it.
+            self.state = State.LISTENING
+            return _NOTHING
         s = self.settings
         sales = self.sales
         if sales is not None and text:

@@ -214,6 +214,20 @@ async def test_phone_tree_keeps_the_brain_quiet_until_a_person_answers(tmp_path:
     await brain.close()
 
 
+async def test_on_a_dialer_call_a_do_not_call_turn_is_left_to_the_dialer(
+        tmp_path: Path) -> None:
+    rec = FakeRecognizer("hello this is karen", "please do not call this number again")
+    context = CallContext(call_sid="CA5", direction="outbound",
+                          parameters={"DialKey": "job-2:1"})
+    brain, call = await start(tmp_path, rec, context=context)
+    await turn(brain)
+    await turn(brain)
+    # The greeting for the person, then nothing over the dialer's goodbye.
+    assert call.said() == [brain.settings.greeting]
+    assert call.heard()[-1] == "please do not call this number again"
+    await brain.close()
+
+
 async def test_outbound_without_a_dial_key_or_hearing_greets_at_once(tmp_path: Path) -> None:
     context = CallContext(call_sid="CA3", direction="outbound",
                           parameters={"DialKey": "job-1:1"})
