@@ -239,8 +239,13 @@ class Playout:
         lead = self._lead
         # Frames the leg lacks to hold the cushion: short of that is an underrun.
         need = lead + 1 - ahead
-        # Still above the cushion: no audio now, but a final checkpoint still goes.
-        want = lead + self._chunk - ahead if ahead <= lead else 0
+        if ahead <= lead:
+            want = lead + self._chunk - ahead
+        elif sendq[0].queued >= FRAME_BYTES:  # above the cushion, mid-item: nothing due
+            self._ahead = ahead
+            return _NOTHING
+        else:  # above the cushion: no audio now, but a final checkpoint still goes
+            want = 0
         out: list[Frame] = []
         buf = self._buf
         sent = 0
