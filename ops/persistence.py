@@ -349,6 +349,7 @@ class Persistence(CallObserver):
                               "lastPurgeAt": r.last_purge_at or None,
                               "purgedTurns": r.purged_turns,
                               "removedRecordings": r.purged_recordings,
+                              "purgedAnalyses": r.purged_analyses,
                               "failures": r.failures}
         w = self.writer
         if w is not None:

@@ -86,6 +86,7 @@ class PurgeCounts(msgspec.Struct, frozen=True):
 
     turns: int
     recordings: list[str]
+    analyses: int = 0
 
 
 class StoreStats(msgspec.Struct):

@@ -514,7 +514,12 @@ class SqlRepository(AnalysisRepoMixin, BookingRepoMixin, TokenRepoMixin, Campaig
                 " WHERE started_at < $1 AND recording_path IS NOT NULL",
                 cutoff,
             )
-        return PurgeCounts(turns=turns, recordings=sorted(r[0] for r in rows))
+            # The analysis quotes the caller (names, addresses, the problem): it goes
+            # with the turns it was made from.
+            analyses = await tx.execute("DELETE FROM call_analyses WHERE created_at < $1",
+                                        cutoff)
+        return PurgeCounts(turns=turns, recordings=sorted(r[0] for r in rows),
+                           analyses=analyses)
 
     # leads ---------------------------------------------------------------------
 

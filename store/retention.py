@@ -1,4 +1,4 @@
-"""The retention policy applied on a schedule: old turns and recordings are deleted.
+"""The retention policy applied on a schedule: old turns, recordings and call analyses go.
 
 `retention_days` is read on every run through a callable, so a hot-reloaded
 config takes effect at the next run without a restart; 0 turns retention off.
@@ -36,6 +36,7 @@ class RetentionStats(msgspec.Struct):
 
     purged_turns: int = 0
     purged_recordings: int = 0
+    purged_analyses: int = 0
     failures: int = 0
     last_purge_at: str = ""
 
@@ -62,10 +63,12 @@ class Retention:
         stats = self.stats
         stats.purged_turns += counts.turns
         stats.purged_recordings += removed
+        stats.purged_analyses += counts.analyses
         stats.last_purge_at = utcnow().isoformat()
-        if counts.turns or removed:
+        if counts.turns or removed or counts.analyses:
             log.info("retention purge", extra={"days": days, "turns": counts.turns,
-                                               "recordings": removed})
+                                               "recordings": removed,
+                                               "analyses": counts.analyses})
         return counts.turns
 
     async def run(self) -> None:

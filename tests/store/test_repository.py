@@ -272,6 +272,21 @@ async def test_purge_removes_old_turns_and_recordings_only(db: Database) -> None
         await db.purge_older_than(0)
 
 
+async def test_purge_removes_old_call_analyses_with_the_turns(db: Database) -> None:
+    now = at(40 * 86400)
+    for sid, when in (("OLD", at(0)), ("NEW", now - timedelta(days=1))):
+        saved = await db.save_call_analysis(  # type: ignore[attr-defined]
+            {"call_sid": sid, "direction": "inbound", "outcome": "message_taken",
+             "success": True, "priority": "NORMAL", "new_lead": True,
+             "summary": "Raj Patel, 12 Oak Street: leak"}, at=when)
+        assert saved
+    counts = await db.purge_older_than(30, now=now)
+    assert counts.analyses == 1
+    assert await db.get_call_analysis("OLD") is None  # type: ignore[attr-defined]
+    assert await db.get_call_analysis("NEW") is not None  # type: ignore[attr-defined]
+    assert (await db.purge_older_than(30, now=now)).analyses == 0
+
+
 # backup ----------------------------------------------------------------------
 
 
