@@ -392,6 +392,8 @@ async def test_profanity_code_switching_nonsense_and_bad_tool_arguments(tmp_path
         ScriptedToolCall("set_priority", "{not json"),
         ScriptedToolCall("set_priority", {"priority": "LOW", "reason": "x" * 5000}),
         ScriptedToolCall("set_priority", {"reason": "no priority at all"}),
+        ScriptedToolCall("capture_caller_name", {"name": "   "}),
+        ScriptedToolCall("book_a_plumber_now", {"when": "yesterday"}),
     )
     script = Script(greeting="Joe's Plumbing, what is going on?", turns=(
         Turn(transcript=NONSENSE, reply="Sorry, I did not catch that.", tool_calls=bad_calls,
@@ -402,9 +404,11 @@ async def test_profanity_code_switching_nonsense_and_bad_tool_arguments(tmp_path
         call_sid = await r.call(NONSENSE, PROFANE, hangup_after_s=22)
         final = await eventually(lambda: _audit(r.server, call_sid, "call_priority"), "ended")
         triage = await _audit(r.server, call_sid, "triage")
+        caller = await r.server.runtime.persistence.db.get_caller(CALLER)
+    assert caller is not None and caller.name is None  # "   " was never a name
     outputs = [e["item"]["output"] for e in r.fake.received_of("conversation.item.create")
                if e.get("item", {}).get("type") == "function_call_output"]
-    assert len(outputs) == 4
+    assert len(outputs) == len(bad_calls)
     # Each bad call was answered with an error the model can read, not a crash; the
     # LOW with a huge reason was refused for its length, never lowering anything.
     assert all("error" in o.lower() or "invalid" in o.lower() for o in outputs), outputs

@@ -206,3 +206,31 @@ def test_profane_code_switched_nonsense_turns_and_bad_model_priorities(
     assert lines <= 1 and len(fired) <= 1
     assert len(flow.reason) <= 300 and len(flow.problem) <= 300
     assert fired == (["URGENT"] if flow.priority == "URGENT" else [])
+
+
+class RejectingNotifier(MailingNotifier):
+    """Twilio refuses the owner's number (21211 invalid To) for calls and texts alike."""
+
+    async def place_call(self, to: str, from_: str, twiml: str, alert_id: str,
+                         ring_timeout_s: int) -> str:
+        raise ValueError("HTTP 400 error: Unable to create record: The 'To' number "
+                         f"{to} is not a valid phone number. (21211)")
+
+    async def send_text(self, to: str, body: str, origin: str) -> None:
+        raise ValueError("refused: invalid")
+
+
+async def test_an_owner_number_twilio_refuses_still_gets_the_email_and_all_is_recorded() -> None:
+    notifier = RejectingNotifier()
+    alerts = _alerts(notifier, max_calls=2, outcome_wait_s=0.05)
+    flow = CallFlow(_business(owner={"phone": "+14155550199", "email": "joe@x.example"}),
+                    caller_number="+14155552671")
+    flow.caller_turn("I smell gas")
+    alerts.start("CA1", flow)
+    await eventually(lambda: "owner_alert_email" in _kinds(notifier), "the email")
+    outcomes = [d.get("outcome") for _, d in notifier.records]
+    assert [str(o)[:11] for o in outcomes[:2]] == ["not placed:", "not placed:"]
+    assert "21211" in str(outcomes[0])
+    assert outcomes[2:] == ["failed: ValueError", "queued"]
+    assert len(notifier.mails) == 1 and alerts.failures == 3
+    await alerts.aclose()
