@@ -167,6 +167,13 @@ class RealtimeBrain(Brain):
                 and gates(context.flow.business.plan).analysis:
             # Call analysis is a plan feature: the model may raise the priority.
             self.registry = ToolRegistry([*self.registry, set_priority])
+        if context.sales is not None and "book_meeting" not in self.registry:
+            # A sales script ends in scheduling: its calls can always book (the calendar
+            # is [booking]'s; the built-in one by default).
+            from agents.booking.tools import book_meeting, check_availability
+
+            extra = [t for t in (check_availability, book_meeting) if t.name not in self.registry]
+            self.registry = ToolRegistry([*self.registry, *extra])
         config = SessionConfig.for_call(self.settings, context, self.registry.definitions())
         if context.business is not None:
             config = for_business(config, context.business, context.memory)

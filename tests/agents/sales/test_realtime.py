@@ -38,3 +38,26 @@ async def test_the_script_is_in_the_session_instructions(fake_factory) -> None: 
                 "Benchmark.") in str(create)
     finally:
         await brain.close()
+
+
+async def test_a_sales_call_is_offered_the_booking_tools(fake_factory) -> None:  # noqa: F811
+    runner = await fake_factory(Script(greeting="Hi Ada.", speed=0))
+    context = CallContext(call_sid=CALL_SID, direction="outbound", to_number="+14155552671")
+    context.sales = SalesFollower(builtin_script(), {"firstName": "Ada"})
+    brain = RealtimeBrain(settings_for(runner), breaker=CircuitBreaker())
+    try:
+        await brain.start(context, RecordingOutput())
+        await eventually(lambda: runner.fake.received_of("session.update"))
+        (update,) = runner.fake.received_of("session.update")
+        names = [t["name"] for t in update["session"]["tools"]]
+        assert {"check_availability", "book_meeting"} <= set(names)
+        assert len(names) == len(set(names))
+    finally:
+        await brain.close()
+    # Not on a call without a script.
+    plain = RealtimeBrain(settings_for(runner), breaker=CircuitBreaker())
+    try:
+        await plain.start(CallContext(call_sid="CA2"), RecordingOutput())
+        assert "book_meeting" not in plain.registry
+    finally:
+        await plain.close()
