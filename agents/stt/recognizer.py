@@ -261,7 +261,8 @@ class SphinxPool:
         self.pending = 0
         # "spawn": forking a process that runs an event loop and threads is unsafe.
         self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init, initargs=(os.getpid(),))
 
     async def recognize(self, ulaw_audio: bytes) -> Recognition:
         if self.pending >= self.max_pending:
@@ -289,6 +290,29 @@ class SphinxPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _worker_init(parent_pid: int) -> None:
+    """In each worker: die with the server. A SIGKILLed parent leaves its pool's workers
+    running forever otherwise (measured: they outlive it), ~60 MB each."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except Exception:
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took hold
+        os._exit(0)
+
+    def watch() -> None:  # where prctl is missing (not Linux)
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="stt-parent-watch", daemon=True).start()
 
 
 def _warm() -> None:
