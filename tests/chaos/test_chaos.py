@@ -60,6 +60,6 @@ async def test_nothing_is_lost_or_doubled_under_faults() -> None:
     for fault, key in (("redis_kill9", "sessions_s"), ("redis_kill9", "dialer_s"),
                        ("postgres_restart", "store_s"), ("postgres_kill9", "store_s"),
                        ("realtime_kill9", "used_again_s"),
-                       ("serve_kill9", "first_call_answered_s")):
+                       ("serve_kill9", "first_call_s")):
         assert report["recovery_s"][fault][key] >= 0, f"{fault} {key} missing: {text}"
     assert report["ok"], text
