@@ -73,6 +73,8 @@ def store_env(tmp_path: Path, db_url: str, **extra: str) -> dict[str, str]:
         "LEADLINE_SCRIPTED_REPLY": REPLY,
         "LEADLINE_SCRIPTED_ASK_NAME": ASK_NAME,
         "LEADLINE_BRAIN_KIND": "scripted",
+        # These tests count the brain's own turns; a recognised caller turn would be one more.
+        "LEADLINE_SCRIPTED_STT": "off",
         **extra,
     }
 
