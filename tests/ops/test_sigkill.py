@@ -57,6 +57,8 @@ def _env(tmp_path: Path, port: int) -> dict[str, str]:
         "LEADLINE_SCRIPTED_REPLY": REPLY,
         "LEADLINE_SCRIPTED_ASK_NAME": "",
         "LEADLINE_SCRIPTED_MESSAGE_PROMPT": PROMPT,
+        # The turns are counted as the brain's own; a recognised caller turn is one more.
+        "LEADLINE_SCRIPTED_STT": "off",
         "LEADLINE_SCRIPTED_MESSAGES_DIRECTORY": str(tmp_path / "messages"),
     })
     return env
