@@ -135,7 +135,9 @@ class Playout:
 
     @property
     def speaking(self) -> bool:
-        """Agent audio is queued, or handed out and (by estimate) still playing."""
+        """Agent audio is queued, or handed out and (by estimate) still playing.
+
+        `CallMedia._tick` inlines this and `idle` (hot path): change both together."""
         return bool(self._sendq) or self._ahead > 0
 
     @property
