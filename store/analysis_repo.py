@@ -10,20 +10,18 @@ is what keeps the owner's new-lead notice to one per call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from store.database import check_limit
+from store.repo_mixin import RepoMixin
 
 if TYPE_CHECKING:
-    import contextlib
-    from collections.abc import Callable
 
-    from store.dialect import Dialect
-    from store.repository import Row, Tx
+    from store.repository import Row
 
 ANALYSIS_COLS = ("call_sid, created_at, direction, outcome, success, priority, new_lead,"
                  " summary, record, notified")
@@ -60,17 +58,8 @@ def _sid(call_sid: str) -> str:
     return call_sid
 
 
-class AnalysisRepoMixin:
+class AnalysisRepoMixin(RepoMixin):
     """Call analyses; see the module docstring. Needs the `SqlRepository` driver."""
-
-    if TYPE_CHECKING:
-        dialect: Dialect
-        clock: Callable[[], datetime]
-
-        async def fetch(self, sql: str, *args: Any) -> Sequence[Row]: ...
-        async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
-        def transaction(self, what: str = "write"
-                        ) -> contextlib.AbstractAsyncContextManager[Tx]: ...
 
     def _analysis(self, r: Row) -> StoredAnalysis:
         d = self.dialect

@@ -12,18 +12,15 @@ The partial unique index on (calendar, start_at) is the backstop for identical s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from store.booking_models import Booking, SlotConflict
+from store.repo_mixin import RepoMixin
 
 if TYPE_CHECKING:
-    import contextlib
-    from collections.abc import Callable
 
-    from store.dialect import Dialect
-    from store.repository import Row, Tx
+    from store.repository import Row
 
 BOOKING_COLS = ("id, calendar, start_at, end_at, summary, description, attendee_email,"
                 " call_sid, idem_key, status, created_at")
@@ -51,17 +48,8 @@ def _aware(at: datetime, name: str) -> datetime:
     return at
 
 
-class BookingRepoMixin:
+class BookingRepoMixin(RepoMixin):
     """The built-in calendar; see the module docstring. Needs the `SqlRepository` driver."""
-
-    if TYPE_CHECKING:
-        dialect: Dialect
-        clock: Callable[[], datetime]
-
-        async def fetch(self, sql: str, *args: Any) -> Sequence[Row]: ...
-        async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
-        def transaction(self, what: str = "write"
-                        ) -> contextlib.AbstractAsyncContextManager[Tx]: ...
 
     def _booking(self, r: Row) -> Booking:
         d = self.dialect

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +33,11 @@ from store.database import check_limit, storable_text
 from store.errors import StoreError
 from store.models import MESSAGE_PURPOSES, Message, utc
 from store.phones import normalize_phone
+from store.repo_mixin import RepoMixin
 
 if TYPE_CHECKING:
-    import contextlib
 
-    from store.dialect import Dialect
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +63,8 @@ MAX_EMAIL_BODY = 100_000
 MAX_ERROR = 2000
 
 
-class CampaignRepoMixin:
+class CampaignRepoMixin(RepoMixin):
     """Campaign methods of the SQL repository (see module docstring)."""
-
-    if TYPE_CHECKING:
-        dialect: Dialect
-        clock: Callable[[], datetime]
-
-        async def fetch(self, sql: str, *args: Any) -> Sequence[Row]: ...
-
-        async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
-
-        def transaction(self, what: str = "write") -> contextlib.AbstractAsyncContextManager[
-            Any]: ...
 
     # decoding ------------------------------------------------------------------
 

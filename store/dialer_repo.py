@@ -9,19 +9,17 @@ twice (stalled, lock lost, worker killed) never places a second call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from store.dialer_models import DIAL_STATUS_RANK, OUTCOMES, DialRecord
 from store.phones import normalize_phone
+from store.repo_mixin import RepoMixin
 
 if TYPE_CHECKING:
-    import contextlib
-    from collections.abc import Callable
 
-    from store.dialect import Dialect
-    from store.repository import Row, Tx
+    from store.repository import Row
 
 DIAL_COLS = (
     "id, dial_key, queue, job_id, attempt, campaign_id, step, phone, caller_id, script,"
@@ -39,17 +37,8 @@ def _text(value: str | None, limit: int = MAX_DIAL_TEXT) -> str | None:
     return value[:limit]
 
 
-class DialerRepoMixin:
+class DialerRepoMixin(RepoMixin):
     """Dial attempts; see the module docstring. Needs the `SqlRepository` driver."""
-
-    if TYPE_CHECKING:
-        dialect: Dialect
-        clock: Callable[[], datetime]
-
-        async def fetch(self, sql: str, *args: Any) -> Sequence[Row]: ...
-        async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
-        def transaction(self, what: str = "write"
-                        ) -> contextlib.AbstractAsyncContextManager[Tx]: ...
 
     def _dial(self, r: Row) -> DialRecord:
         d = self.dialect

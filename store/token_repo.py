@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +26,14 @@ import msgspec
 
 from store.database import check_choice
 from store.models import LEAD_STATUSES, Call, DncEntry, Lead, Message
+from store.repo_mixin import RepoMixin
 from store.token_models import API_ROLES, ApiToken, Page
 
 if TYPE_CHECKING:
-    import contextlib
     from collections.abc import Callable
 
     from store.campaign_models import CampaignRecord
-    from store.dialect import Dialect
-    from store.repository import Row, Tx
+    from store.repository import Row
 
 TOKEN_COLS = "id, role, label, created_at, expires_at, revoked_at, last_used_at"
 TOKEN_BYTES = 32
@@ -79,17 +77,10 @@ class _Where:
         return f"${len(self.args)}"
 
 
-class TokenRepoMixin:
+class TokenRepoMixin(RepoMixin):
     """API tokens and the API's pages; see the module docstring."""
 
     if TYPE_CHECKING:
-        dialect: Dialect
-        clock: Callable[[], datetime]
-
-        async def fetch(self, sql: str, *args: Any) -> Sequence[Row]: ...
-        async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
-        def transaction(self, what: str = "write"
-                        ) -> contextlib.AbstractAsyncContextManager[Tx]: ...
         def _lead(self, r: Row) -> Lead: ...
         def _call(self, r: Row) -> Call: ...
         def _message(self, r: Row) -> Message: ...
