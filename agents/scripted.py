@@ -177,6 +177,7 @@ class ScriptedCore:
         # A dialer call: its observer says goodbye and hangs up on "don't call us again".
         self.dialed = False
         self._caller_name: str | None = None
+        self._last_issue = ""
 
     @property
     def message_bytes(self) -> int:
@@ -197,11 +198,11 @@ class ScriptedCore:
     def begin(self, caller_name: str | None = None,
               business: BusinessSettings | None = None,
               flow: CallFlow | None = None, *, sales: Any = None,
-              phone_tree: bool = False) -> tuple[Action, ...]:
+              phone_tree: bool = False, last_issue: str = "") -> tuple[Action, ...]:
         """The call is connected: the first thing the caller hears.
 
-        `caller_name` is caller memory as `CallContext` carries it (`agents.memory`
-        decides the greeting); a call for a business greets with that business's
+        `caller_name` and `last_issue` are caller memory as `CallContext` carries it
+        (`agents.memory` decides the greeting); a call for a business greets with that business's
         words. A fallback brain apologises instead: the caller has been greeted
         already, by the brain that failed.
         """
@@ -209,6 +210,7 @@ class ScriptedCore:
         self.flow = flow
         self.sales = sales
         self._caller_name = caller_name
+        self._last_issue = last_issue
         self.dialed = phone_tree
         if phone_tree and self.hears and not self.fallback:
             # Quiet until a person answers (`heard`): talking over a menu loses it.
@@ -232,9 +234,11 @@ class ScriptedCore:
                 log.exception("sales opening failed; greeting instead")
                 text = s.greeting
         elif business is not None:
-            text = business_greeting(business, memory.recall(caller_name), s.greeting)
+            text = business_greeting(business, memory.recall(caller_name, self._last_issue),
+                                     s.greeting)
         else:
-            text = memory.greeting(memory.recall(caller_name), s.greeting, s.ask_name)
+            text = memory.greeting(memory.recall(caller_name, self._last_issue), s.greeting,
+                                   s.ask_name)
         return text
 
     def audio(self, ulaw_audio: bytes) -> tuple[Action, ...]:
@@ -601,7 +605,7 @@ class ScriptedBrain(Brain):
         phone_tree = context.direction == "outbound" and bool(context.parameters.get("DialKey"))
         self._apply(self.core.begin(context.caller_name, context.business, context.flow,
                                     sales=getattr(context, "sales", None),
-                                    phone_tree=phone_tree))
+                                    phone_tree=phone_tree, last_issue=context.last_issue))
 
     def push_audio(self, ulaw_audio: bytes) -> None:
         core = self.core

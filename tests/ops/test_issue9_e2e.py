@@ -301,11 +301,6 @@ async def test_a_different_number_hears_no_one_elses_issue(tmp_path: Path) -> No
     assert "Welcome back" not in greeting and "Last time" not in greeting
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agents/scripted.py (stt helper's file) builds its greeting from "
-    "memory.recall(caller_name) alone (ScriptedCore.begin gets context.caller_name, not "
-    "context.memory), so the keyless brain never says the last issue; the fix is to pass "
-    "context.memory (or context.last_issue) into ScriptedCore.begin"))
 async def test_keyless_brain_greets_a_returning_caller_with_the_last_issue(
         tmp_path: Path) -> None:
     async with rig(tmp_path, Script(), brain="scripted") as r:
