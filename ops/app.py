@@ -33,7 +33,7 @@ from ops.call_analysis import AnalysisCollector, CallAnalyses
 from ops.campaigns import Campaigns
 from ops.coach import Coaching
 from ops.config import Config
-from ops.dialer_metrics import DialerCollector
+from ops.dialer_metrics import ArtifactsCollector, DialerCollector
 from ops.messaging import Messaging
 from ops.persistence import Persistence
 from ops.reload import ConfigReloader
@@ -166,6 +166,7 @@ class Runtime:
         self.registry.register(self.messaging.collector())
         self.registry.register(self.campaigns.collector())
         self.registry.register(DialerCollector(self.dialer))
+        self.registry.register(ArtifactsCollector(self.artifacts))
         self.registry.register(AnalysisCollector(self.analyses))
         self.registry.register(self.coaching.collector())
         if self.livekit is not None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from store.artifacts import CallArtifacts
 from telephony.dialer.service import DialerService
 
 
@@ -19,6 +20,26 @@ def _quantile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class ArtifactsCollector(Collector):
+    """`store.artifacts.CallArtifacts`' counters: calls saved, uploads, retries, spooling,
+    and every way a write failed (`kind`)."""
+
+    KINDS = ("calls_saved", "uploaded", "uploaded_bytes", "attempt_failed", "failed_permanent",
+             "failed_transient", "spooled", "spool_resent", "transcript_unreadable",
+             "refused_too_large", "errors")
+
+    def __init__(self, artifacts: CallArtifacts) -> None:
+        self.artifacts = artifacts
+
+    def collect(self) -> Iterator[object]:
+        stats = self.artifacts.stats
+        family = CounterMetricFamily("leadline_artifacts", "Call artifact writes, by kind",
+                                     labels=["kind"])
+        for kind in self.KINDS:
+            family.add_metric([kind], stats.get(kind, 0))
+        yield family
 
 
 class DialerCollector(Collector):
@@ -65,6 +86,13 @@ class DialerCollector(Collector):
         events.add_metric(["webhooks_sent"], s.webhooks_sent)
         events.add_metric(["webhooks_failed"], s.webhooks_failed)
         yield events
+        own = CounterMetricFamily(
+            "leadline_dialer_own_amd_verdicts",
+            "Our own machine detector's verdicts acted upon (LiveKit calls, Twilio AMD "
+            "unknown), by Twilio's AnsweredBy name", labels=["answered_by"])
+        for answered_by, n in sorted(obs.own_amd_verdicts.items()):
+            own.add_metric([answered_by], n)
+        yield own
         window = list(st.job_to_dial_ms)
         latency = GaugeMetricFamily("leadline_dialer_job_to_dial_ms",
                                     "Job creation to calls.create, recent window",

@@ -126,6 +126,13 @@ async def test_the_outcome_points_at_the_stored_transcript_and_recording(tmp_pat
         wav = await asyncio.to_thread(_file_at, doc["recordingUrl"]) or b""
         assert wav[:4] == b"RIFF" and len(wav) > 44 + 8000  # more than a header
         assert Path(urlparse(url).path).is_relative_to(tmp_path / "art")
+        async with aiohttp.ClientSession() as http, \
+                http.get(rig.server.url + "/metrics") as resp:
+            text = await resp.text()
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for fam in text_string_to_metric_families(text) for s in fam.samples}
+        assert samples[("leadline_artifacts_total", (("kind", "calls_saved"),))] == 1
+        assert samples[("leadline_artifacts_total", (("kind", "errors"),))] == 0
 
 
 async def test_the_transcript_goes_to_s3_encrypted(tmp_path) -> None:
@@ -201,6 +208,11 @@ async def test_amd_unknown_our_detector_hears_the_beep_and_leaves_the_message(
     observer = rig.server.runtime.dialer.observer
     assert observer.own_amd_verdicts.get("machine_end_beep") == 1, observer.own_amd_verdicts
     assert observer.voicemails_left == 1
+    async with aiohttp.ClientSession() as http, \
+            http.get(rig.server.url + "/metrics") as resp:
+        text = await resp.text()
+    assert 'leadline_dialer_own_amd_verdicts_total{answered_by="machine_end_beep"} 1.0' \
+        in text
 
 
 async def test_a_person_saying_he_is_not_available_is_no_machine(rig: Rig) -> None:
