@@ -91,6 +91,19 @@ class TwilioAlertNotifier:
 
     async def place_call(self, to: str, from_: str, twiml: str, alert_id: str,
                          ring_timeout_s: int) -> str:
+        # Every outbound call passes the compliance engine: an owner notice is not held
+        # by quiet hours, but an owner's opt-out, DNC or an invalid number refuses it.
+        from agents.compliance.engine import CompliancePolicy, ContactRequest
+        from agents.compliance.gate import check_and_audit
+        from store.models import utcnow
+
+        decision = await check_and_audit(
+            self._businesses._db(),
+            ContactRequest(phone=to, channel="voice", purpose="owner_notice", at=utcnow()),
+            CompliancePolicy.from_settings(self._config().compliance),
+            source=f"owner_alert:{alert_id}")
+        if not decision.allowed:
+            raise PermissionError(f"refused by compliance: {decision.reason}")
         base = public_base_url(self._config().twilio)
         status_url = f"{base}{ALERT_STATUS_PATH}?alert={alert_id}"
         return await self._client().create(
