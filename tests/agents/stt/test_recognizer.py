@@ -141,3 +141,14 @@ def test_pool_workers_are_bounded() -> None:
     with pytest.raises(ValueError):
         SphinxPool(workers=0)
     assert rec.shared_pool(1) is rec.shared_pool(1)
+
+
+def test_workers_run_at_the_lowest_priority(tmp_path) -> None:
+    """A decode must never take the CPU from the media clock of the server's calls."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from agents.stt.recognizer import _worker_init
+
+    with ProcessPoolExecutor(1, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
+        assert pool.submit(os.nice, 0).result(timeout=60) == 19
